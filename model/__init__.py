@@ -1,0 +1,5 @@
+"""Pure-Python reference models: geometry, Windows and POSIX virtual memory, the arena.
+
+Nothing in this package touches the OS or ctypes, so every prediction it makes is a
+function of the calls it was shown and the addresses the OS returned.
+"""

@@ -1,0 +1,375 @@
+"""Reference model of the Windows VirtualAlloc family (VM_SEMANTICS.md A.1 to A.5).
+
+The model knows only the allocations made through it. Addresses it has not allocated
+are "free" in its world; a harness comparing it with a real process must therefore
+only ask about ranges it owns, or check first that a range is really free.
+
+Invariant: every page of every allocation is in exactly one run of ``pages`` carrying
+that allocation's base, state RESERVE (protect 0) or COMMIT (protect as committed), and
+``committed_bytes`` equals the size of the COMMIT runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from model.arith import MASK64, round_down, round_up
+from model.contents import PageContents
+from model.intervals import IntervalMap
+from model.win_constants import (
+    ALLOCATION_GRANULARITY,
+    AT_ROUND_TO_PAGE,
+    BASE_PROTECTIONS,
+    ERROR_BAD_LENGTH,
+    ERROR_COMMITMENT_LIMIT,
+    ERROR_INVALID_ADDRESS,
+    ERROR_INVALID_PARAMETER,
+    ERROR_NOT_ENOUGH_MEMORY,
+    MAX_APPLICATION_ADDRESS,
+    MEM_COMMIT,
+    MEM_DECOMMIT,
+    MEM_FREE,
+    MEM_PRIVATE,
+    MEM_RELEASE,
+    MEM_RESERVE,
+    MEM_RESET,
+    MEM_TOP_DOWN,
+    MEM_WRITE_WATCH,
+    MIN_APPLICATION_ADDRESS,
+    PAGE_GUARD,
+    PAGE_NOACCESS,
+    PAGE_NOCACHE,
+    PAGE_SIZE,
+    PAGE_WRITECOMBINE,
+    SIZEOF_MEMORY_BASIC_INFORMATION,
+    WRITABLE_PROTECTIONS,
+)
+
+# Allocation-type bits VirtualAlloc accepts at all; anything else is 87 (A.1 row 4).
+_KNOWN_ALLOC_BITS = (
+    MEM_COMMIT | MEM_RESERVE | MEM_RESET | MEM_TOP_DOWN | MEM_WRITE_WATCH
+)
+
+
+@dataclass(frozen=True)
+class PageState:
+    """What every page of one run shares; runs never merge across allocations."""
+
+    alloc_base: int
+    state: int
+    protect: int
+
+
+@dataclass(frozen=True)
+class Allocation:
+    base: int
+    size: int
+    alloc_protect: int
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+
+@dataclass(frozen=True)
+class WinResult:
+    """A call's return value, and the last error it set (``None``: left unchanged)."""
+
+    value: int
+    error: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class MemoryBasicInformation:
+    base_address: int
+    allocation_base: int
+    allocation_protect: int
+    region_size: int
+    state: int
+    protect: int
+    type: int
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """VirtualQuery: the bytes written (48 or 0), the error, and the fields on success."""
+
+    value: int
+    error: int | None
+    info: MemoryBasicInformation | None
+
+
+def valid_protection(protect: int) -> bool:
+    """Exactly one base protection, optionally one modifier, never on NOACCESS (A.1 row 3)."""
+    base = protect & 0xFF
+    modifiers = protect & ~0xFF
+    if base not in BASE_PROTECTIONS:
+        return False
+    if modifiers & ~(PAGE_GUARD | PAGE_NOCACHE | PAGE_WRITECOMBINE):
+        return False
+    if bin(modifiers).count("1") > 1:
+        return False
+    return not (modifiers and base == PAGE_NOACCESS)
+
+
+def _fail(error: int) -> WinResult:
+    return WinResult(0, error)
+
+
+@dataclass
+class WindowsVM:
+    """The address space of one process as VirtualAlloc, VirtualFree and VirtualQuery see it."""
+
+    page: int = PAGE_SIZE
+    granularity: int = ALLOCATION_GRANULARITY
+    min_address: int = MIN_APPLICATION_ADDRESS
+    max_address: int = MAX_APPLICATION_ADDRESS
+    commit_limit: int | None = None
+    allocations: dict[int, Allocation] = field(default_factory=dict)
+    pages: IntervalMap[PageState] = field(default_factory=IntervalMap)
+    contents: PageContents = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.contents = PageContents(self.page)
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def committed_bytes(self) -> int:
+        """The process's commit charge from memory the model allocated (A.5)."""
+        return sum(r.size for r in self.pages if r.value.state == MEM_COMMIT)
+
+    def allocation_at(self, addr: int) -> Allocation | None:
+        page = self.pages.get(addr)
+        return None if page is None else self.allocations[page.alloc_base]
+
+    def is_free(self, lo: int, hi: int) -> bool:
+        return not self.pages.overlapping(lo, hi)
+
+    def state_of(self, addr: int) -> PageState | None:
+        return self.pages.get(addr)
+
+    def is_committed(self, lo: int, hi: int) -> bool:
+        segs = self.pages.segments(round_down(lo, self.page), round_up(hi, self.page))
+        return all(s.value is not None and s.value.state == MEM_COMMIT for s in segs)
+
+    def _commit_charge_of(self, lo: int, hi: int) -> int:
+        """Bytes of ``[lo, hi)`` that are not yet committed (what committing them costs)."""
+        return sum(
+            s.size
+            for s in self.pages.segments(lo, hi)
+            if s.value is None or s.value.state != MEM_COMMIT
+        )
+
+    def _over_limit(self, extra: int) -> bool:
+        return (
+            self.commit_limit is not None
+            and self.committed_bytes + extra > self.commit_limit
+        )
+
+    def _single_allocation(self, lo: int, hi: int) -> Allocation | None:
+        """The one allocation holding every page of ``[lo, hi)``, if there is one."""
+        first = self.allocation_at(lo)
+        if first is None or hi > first.end:
+            return None
+        return first
+
+    def pick_free_base(self, size: int) -> int | None:
+        """Lowest granularity-aligned free range of ``size`` bytes, as a stand-in OS would pick."""
+        candidate = round_up(self.min_address, self.granularity)
+        while candidate + size <= self.max_address + 1:
+            blocking = self.pages.overlapping(candidate, candidate + size)
+            if not blocking:
+                return candidate
+            candidate = round_up(blocking[-1].end, self.granularity)
+        return None
+
+    # ------------------------------------------------------------ VirtualAlloc
+
+    def virtual_alloc(
+        self,
+        address: int,
+        size: int,
+        alloc_type: int,
+        protect: int,
+        chosen_base: int | None = None,
+    ) -> WinResult:
+        """VirtualAlloc. ``chosen_base``: where the OS placed a NULL-address reservation."""
+        if size == 0:
+            return _fail(ERROR_INVALID_PARAMETER)
+        if alloc_type & ~_KNOWN_ALLOC_BITS or alloc_type & AT_ROUND_TO_PAGE:
+            return _fail(ERROR_INVALID_PARAMETER)
+        if not alloc_type & (MEM_COMMIT | MEM_RESERVE | MEM_RESET):
+            return _fail(ERROR_INVALID_PARAMETER)
+        if alloc_type & MEM_RESET and alloc_type & ~MEM_RESET:
+            return _fail(ERROR_INVALID_PARAMETER)
+        if alloc_type & MEM_WRITE_WATCH and not alloc_type & MEM_RESERVE:
+            return _fail(ERROR_INVALID_PARAMETER)
+        if not valid_protection(protect):
+            return _fail(ERROR_INVALID_PARAMETER)
+        if alloc_type & MEM_RESET:
+            return self._reset(address, size)
+        if address == 0:
+            return self._reserve_anywhere(size, alloc_type, protect, chosen_base)
+        if address < self.min_address:
+            return _fail(ERROR_INVALID_PARAMETER)
+        end = round_up(address + size, self.page)
+        if end > self.max_address + 1 or end > MASK64:
+            return _fail(ERROR_INVALID_PARAMETER)
+        if alloc_type & MEM_RESERVE:
+            base = round_down(address, self.granularity)
+            return self._reserve_at(base, end - base, alloc_type, protect)
+        return self._commit(round_down(address, self.page), end, protect)
+
+    def _reserve_anywhere(
+        self, size: int, alloc_type: int, protect: int, chosen_base: int | None
+    ) -> WinResult:
+        rounded = round_up(size, self.page)
+        if rounded > self.max_address + 1 - self.min_address:
+            return _fail(ERROR_NOT_ENOUGH_MEMORY)
+        base = self.pick_free_base(rounded) if chosen_base is None else chosen_base
+        if base is None:
+            return _fail(ERROR_NOT_ENOUGH_MEMORY)
+        if base % self.granularity or not self.is_free(base, base + rounded):
+            raise ValueError(
+                f"the OS placed {rounded:#x} bytes at {base:#x}, which the model holds"
+            )
+        return self._reserve_at(base, rounded, alloc_type | MEM_RESERVE, protect)
+
+    def _reserve_at(
+        self, base: int, size: int, alloc_type: int, protect: int
+    ) -> WinResult:
+        if not self.is_free(base, base + size):
+            return _fail(ERROR_INVALID_ADDRESS)
+        commit = bool(alloc_type & MEM_COMMIT)
+        if commit and self._over_limit(size):
+            return _fail(ERROR_COMMITMENT_LIMIT)
+        self.allocations[base] = Allocation(base, size, protect)
+        state = (
+            PageState(base, MEM_COMMIT, protect)
+            if commit
+            else PageState(base, MEM_RESERVE, 0)
+        )
+        self.pages.set(base, base + size, state)
+        self.contents.zero(base, base + size)
+        return WinResult(base)
+
+    def _commit(self, base: int, end: int, protect: int) -> WinResult:
+        alloc = self._single_allocation(base, end)
+        if alloc is None:
+            return _fail(ERROR_INVALID_ADDRESS)
+        if self._over_limit(self._commit_charge_of(base, end)):
+            return _fail(ERROR_COMMITMENT_LIMIT)
+        for seg in self.pages.segments(base, end):
+            if seg.value is None or seg.value.state != MEM_COMMIT:
+                self.contents.zero(seg.start, seg.end)
+        self.pages.set(base, end, PageState(alloc.base, MEM_COMMIT, protect))
+        return WinResult(base)
+
+    def _reset(self, address: int, size: int) -> WinResult:
+        if address == 0:
+            return _fail(ERROR_INVALID_PARAMETER)
+        base = round_down(address, self.page)
+        end = round_up(address + size, self.page)
+        if self._single_allocation(base, end) is None:
+            return _fail(ERROR_INVALID_ADDRESS)
+        self.contents.forget(base, end)
+        return WinResult(base)
+
+    # ------------------------------------------------------------- VirtualFree
+
+    def virtual_free(self, address: int, size: int, free_type: int) -> WinResult:
+        """VirtualFree: kernelbase's size check, then NtFreeVirtualMemory (A.2)."""
+        if free_type == MEM_RELEASE and size != 0:
+            return _fail(ERROR_INVALID_PARAMETER)
+        if free_type not in (MEM_DECOMMIT, MEM_RELEASE):
+            return _fail(ERROR_INVALID_PARAMETER)
+        base = round_down(address, self.page)
+        if size:
+            size = round_up(address + size, self.page) - base
+        if base == 0:
+            return _fail(ERROR_INVALID_PARAMETER)
+        alloc = self.allocation_at(base)
+        if alloc is None:
+            return _fail(ERROR_INVALID_ADDRESS)
+        if size == 0 and base != alloc.base:
+            return _fail(ERROR_INVALID_ADDRESS)
+        if size != 0 and base + size > alloc.end:
+            return _fail(ERROR_INVALID_PARAMETER)
+        if free_type == MEM_RELEASE:
+            self.pages.set(alloc.base, alloc.end, None)
+            self.contents.zero(alloc.base, alloc.end)
+            del self.allocations[alloc.base]
+            return WinResult(1)
+        lo, hi = (alloc.base, alloc.end) if size == 0 else (base, base + size)
+        self.pages.set(lo, hi, PageState(alloc.base, MEM_RESERVE, 0))
+        self.contents.zero(lo, hi)
+        return WinResult(1)
+
+    # ------------------------------------------------------------ VirtualQuery
+
+    def virtual_query(
+        self, address: int, length: int = SIZEOF_MEMORY_BASIC_INFORMATION
+    ) -> QueryResult:
+        if address > self.max_address:
+            return QueryResult(0, ERROR_INVALID_PARAMETER, None)
+        if length < SIZEOF_MEMORY_BASIC_INFORMATION:
+            return QueryResult(0, ERROR_BAD_LENGTH, None)
+        base = round_down(address, self.page)
+        run = self.pages.run_at(base)
+        if run is None:
+            nxt = self.pages.next_start_at_or_after(base)
+            end = self.max_address + 1 if nxt is None else nxt
+            info = MemoryBasicInformation(
+                base, 0, 0, end - base, MEM_FREE, PAGE_NOACCESS, 0
+            )
+        else:
+            alloc = self.allocations[run.value.alloc_base]
+            info = MemoryBasicInformation(
+                base,
+                alloc.base,
+                alloc.alloc_protect,
+                run.end - base,
+                run.value.state,
+                run.value.protect,
+                MEM_PRIVATE,
+            )
+        return QueryResult(SIZEOF_MEMORY_BASIC_INFORMATION, None, info)
+
+    def regions(self, lo: int, hi: int) -> list[MemoryBasicInformation]:
+        """What a VirtualQuery walk from ``lo`` reports up to ``hi`` (last region clipped)."""
+        out: list[MemoryBasicInformation] = []
+        addr = lo
+        while addr < hi:
+            q = self.virtual_query(addr)
+            if q.info is None:
+                break
+            out.append(q.info)
+            addr += q.info.region_size
+        return out
+
+    # --------------------------------------------------------------- contents
+
+    def is_writable(self, lo: int, hi: int) -> bool:
+        segs = self.pages.segments(lo, hi)
+        return all(
+            s.value is not None
+            and s.value.state == MEM_COMMIT
+            and s.value.protect in WRITABLE_PROTECTIONS
+            for s in segs
+        )
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Record a store the harness made into committed read-write memory."""
+        if not self.is_writable(addr, addr + len(data)):
+            raise ValueError(
+                f"model: {len(data)} bytes at {addr:#x} are not committed read-write"
+            )
+        self.contents.write(addr, data)
+
+    def expected(self, addr: int, n: int) -> bytes | None:
+        return self.contents.expected(addr, n)
