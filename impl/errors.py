@@ -1,0 +1,42 @@
+"""Every error the arena raises. Each leaves the arena exactly as it was."""
+
+from __future__ import annotations
+
+
+class ArenaError(Exception):
+    """Base of every error the arena raises on purpose."""
+
+
+class InvalidLayout(ArenaError, ValueError):
+    """Size or alignment do not form a valid layout (Rust's ``Layout`` rule)."""
+
+
+class InvalidArgumentType(ArenaError, TypeError):
+    """An argument of the wrong type (``bool`` is not an ``int`` here)."""
+
+
+class ArenaFull(ArenaError, MemoryError):
+    """The allocation does not fit, even with the whole container committed."""
+
+
+class DoubleFree(ArenaError):
+    """``free`` on an arena already freed; no OS call was made."""
+
+
+class UseAfterFree(ArenaError):
+    """An operation on a freed arena; no OS call was made."""
+
+
+class OutOfBounds(ArenaError, ValueError):
+    """A read or write outside the arena's allocated bytes; no memory was touched."""
+
+
+class OSCallFailed(ArenaError, OSError):
+    """An OS call failed; ``code`` is its errno (POSIX) or last error (Windows)."""
+
+    def __init__(self, call: str, code: int, detail: str = "") -> None:
+        self.call = call
+        self.code = code
+        self.detail = detail
+        text = f"{call} failed with code {code}"
+        super().__init__(f"{text}: {detail}" if detail else text)

@@ -1,0 +1,76 @@
+"""The native POSIX backend: mmap reserves, mprotect commits, munmap releases.
+
+Reservations are PROT_NONE with MAP_NORESERVE, so they cost address space only; a
+commit is an mprotect to read-write, which the kernel does not charge for a NORESERVE
+mapping outside overcommit mode 2 (VM_SEMANTICS.md B.2).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from impl.backend import Backend, OsSpan
+from impl.errors import OSCallFailed
+from impl.posix_libc import MAP_FAILED, Libc, libc
+from model.posix_constants import (
+    MAP_FIXED,
+    MAP_PRIVATE,
+    PROT_NONE,
+    PROT_READ,
+    PROT_WRITE,
+)
+
+
+class PosixBackend(Backend):
+    name = "posix-native"
+
+    def __init__(self, lib: Libc | None = None) -> None:
+        self.libc = lib or libc()
+        self.page = self.libc.page
+        self.granularity = self.page
+        flavor = self.libc.flavor
+        self._reserve_flags = MAP_PRIVATE | flavor.map_anonymous | flavor.map_noreserve
+        if sys.platform == "darwin":
+            from impl.macos_regions import MachRegions
+
+            self._regions: MachRegions | None = MachRegions()
+        else:
+            self._regions = None
+
+    def reserve(self, size: int) -> int:
+        r = self.libc.mmap(0, size, PROT_NONE, self._reserve_flags, -1, 0)
+        if r.value == MAP_FAILED:
+            raise OSCallFailed("mmap", r.errno, f"reserve {size:#x} bytes")
+        return r.value
+
+    def commit(self, addr: int, size: int) -> None:
+        r = self.libc.mprotect(addr, size, PROT_READ | PROT_WRITE)
+        if r.value != 0:
+            raise OSCallFailed(
+                "mprotect", r.errno, f"commit {size:#x} bytes at {addr:#x}"
+            )
+
+    def decommit(self, addr: int, size: int) -> None:
+        # A fresh PROT_NONE NORESERVE mapping over the range drops pages and charge alike;
+        # madvise + mprotect would keep the charge of pages once written.
+        r = self.libc.mmap(
+            addr, size, PROT_NONE, self._reserve_flags | MAP_FIXED, -1, 0
+        )
+        if r.value == MAP_FAILED:
+            raise OSCallFailed(
+                "mmap", r.errno, f"decommit {size:#x} bytes at {addr:#x}"
+            )
+
+    def release(self, addr: int, size: int) -> None:
+        r = self.libc.munmap(addr, size)
+        if r.value != 0:
+            raise OSCallFailed(
+                "munmap", r.errno, f"release {size:#x} bytes at {addr:#x}"
+            )
+
+    def query(self, lo: int, hi: int) -> list[OsSpan]:
+        if self._regions is not None:
+            return self._regions.spans_in(lo, hi)
+        from impl.proc_maps import read_maps, spans_in
+
+        return spans_in(read_maps(), lo, hi)

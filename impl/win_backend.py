@@ -1,0 +1,134 @@
+"""The Windows backend: VirtualAlloc reserves and commits, VirtualFree releases.
+
+kernel32 arrives through one seam, ``load_kernel32``: on Windows it loads the real DLL;
+tests point it at a stand-in with the same call shapes, so this module runs unchanged
+against real Windows, a model-backed emulation, or Wine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+from impl.backend import Backend, OsSpan, SpanState, merge_spans
+from impl.errors import OSCallFailed
+from impl.win_kernel32 import (
+    MEMORY_BASIC_INFORMATION,
+    SYSTEM_INFO,
+    Kernel32,
+    NativeKernel32,
+)
+from model.win_constants import (
+    MEM_COMMIT,
+    MEM_DECOMMIT,
+    MEM_FREE,
+    MEM_RELEASE,
+    MEM_RESERVE,
+    PAGE_NOACCESS,
+    PAGE_READWRITE,
+)
+
+# Set before each call: a successful call leaves the last error alone, so a stale code
+# must never pass for this call's (Wine's tests use the same sentinel).
+LAST_ERROR_SENTINEL = 0xDEADBEEF
+
+_PROT_LETTERS = {
+    0x01: "---",
+    0x02: "r--",
+    0x04: "rw-",
+    0x08: "rw-",
+    0x10: "--x",
+    0x20: "r-x",
+    0x40: "rwx",
+    0x80: "rwx",
+}
+
+
+def load_kernel32() -> Kernel32:
+    """The seam: the kernel32 every WindowsBackend uses unless given one."""
+    return NativeKernel32()
+
+
+def protect_letters(protect: int) -> str:
+    return _PROT_LETTERS.get(protect & 0xFF, "???")
+
+
+class WindowsBackend(Backend):
+    name = "win32-native"
+
+    def __init__(
+        self, kernel32: Kernel32 | None = None, name: str | None = None
+    ) -> None:
+        self.k32 = kernel32 if kernel32 is not None else load_kernel32()
+        if name is not None:
+            self.name = name
+        info = SYSTEM_INFO()
+        self.k32.GetSystemInfo(ctypes.byref(info))
+        self.page = int(info.dwPageSize)
+        self.granularity = int(info.dwAllocationGranularity)
+        self.min_address = int(info.lpMinimumApplicationAddress or 0)
+        self.max_address = int(info.lpMaximumApplicationAddress or 0)
+
+    def call(self, fn: Any, *args: object) -> tuple[int, int]:
+        """Call ``fn``; its return value (NULL as 0) and the last error it left."""
+        self.k32.set_last_error(LAST_ERROR_SENTINEL)
+        value = fn(*args)
+        return int(value or 0), int(self.k32.get_last_error())
+
+    def virtual_query(self, addr: int) -> tuple[int, int, MEMORY_BASIC_INFORMATION]:
+        mbi = MEMORY_BASIC_INFORMATION()
+        ret, err = self.call(
+            self.k32.VirtualQuery, addr or None, ctypes.byref(mbi), ctypes.sizeof(mbi)
+        )
+        return ret, err, mbi
+
+    def reserve(self, size: int) -> int:
+        base, err = self.call(
+            self.k32.VirtualAlloc, None, size, MEM_RESERVE, PAGE_NOACCESS
+        )
+        if not base:
+            raise OSCallFailed("VirtualAlloc", err, f"reserve {size:#x} bytes")
+        return base
+
+    def commit(self, addr: int, size: int) -> None:
+        base, err = self.call(
+            self.k32.VirtualAlloc, addr, size, MEM_COMMIT, PAGE_READWRITE
+        )
+        if not base:
+            raise OSCallFailed(
+                "VirtualAlloc", err, f"commit {size:#x} bytes at {addr:#x}"
+            )
+
+    def decommit(self, addr: int, size: int) -> None:
+        ok, err = self.call(self.k32.VirtualFree, addr, size, MEM_DECOMMIT)
+        if not ok:
+            raise OSCallFailed(
+                "VirtualFree", err, f"decommit {size:#x} bytes at {addr:#x}"
+            )
+
+    def release(self, addr: int, size: int) -> None:
+        # MEM_RELEASE takes size 0 and the allocation base: any other size is error 87.
+        ok, err = self.call(self.k32.VirtualFree, addr, 0, MEM_RELEASE)
+        if not ok:
+            raise OSCallFailed(
+                "VirtualFree", err, f"release the reservation at {addr:#x}"
+            )
+
+    def query(self, lo: int, hi: int) -> list[OsSpan]:
+        out: list[OsSpan] = []
+        addr = lo
+        while addr < hi:
+            ret, err, mbi = self.virtual_query(addr)
+            if ret != ctypes.sizeof(mbi):
+                raise OSCallFailed("VirtualQuery", err, f"query {addr:#x}")
+            base = int(mbi.BaseAddress or 0)
+            end = min(base + int(mbi.RegionSize), hi)
+            if mbi.State == MEM_FREE:
+                out.append(OsSpan(addr, end, SpanState.FREE))
+            elif mbi.State == MEM_RESERVE:
+                out.append(OsSpan(addr, end, SpanState.RESERVED))
+            else:
+                state = SpanState.COMMITTED
+                out.append(OsSpan(addr, end, state, protect_letters(int(mbi.Protect))))
+            addr = end
+        return merge_spans(out)

@@ -1,0 +1,102 @@
+"""kernel32's virtual-memory functions: structures, call shapes, and the native loader.
+
+The structures are defined on every OS (with fixed-width types: ``wintypes.DWORD`` is
+64 bits on Linux), so a stand-in kernel32 can fill them exactly as Windows does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from typing import Any, Protocol
+
+DWORD = ctypes.c_uint32
+WORD = ctypes.c_uint16
+BOOL = ctypes.c_int32
+
+
+class MEMORY_BASIC_INFORMATION(ctypes.Structure):  # noqa: N801 - the Windows name
+    _fields_ = [
+        ("BaseAddress", ctypes.c_void_p),
+        ("AllocationBase", ctypes.c_void_p),
+        ("AllocationProtect", DWORD),
+        ("PartitionId", WORD),
+        ("RegionSize", ctypes.c_size_t),
+        ("State", DWORD),
+        ("Protect", DWORD),
+        ("Type", DWORD),
+    ]
+
+
+class SYSTEM_INFO(ctypes.Structure):  # noqa: N801 - the Windows name
+    _fields_ = [
+        ("wProcessorArchitecture", WORD),
+        ("wReserved", WORD),
+        ("dwPageSize", DWORD),
+        ("lpMinimumApplicationAddress", ctypes.c_void_p),
+        ("lpMaximumApplicationAddress", ctypes.c_void_p),
+        ("dwActiveProcessorMask", ctypes.c_size_t),
+        ("dwNumberOfProcessors", DWORD),
+        ("dwProcessorType", DWORD),
+        ("dwAllocationGranularity", DWORD),
+        ("wProcessorLevel", WORD),
+        ("wProcessorRevision", WORD),
+    ]
+
+
+assert ctypes.sizeof(MEMORY_BASIC_INFORMATION) == 48
+assert ctypes.sizeof(SYSTEM_INFO) == 48
+
+
+class Kernel32(Protocol):
+    """The call shapes the Windows code uses; a ctypes WinDLL or a stand-in provides them.
+
+    Pointers come back as ``int`` or ``None`` (ctypes' c_void_p), BOOL and SIZE_T as
+    ``int``; the last error is read with ``get_last_error`` right after the call.
+    """
+
+    def VirtualAlloc(
+        self, address: int | None, size: int, alloc_type: int, protect: int
+    ) -> Any: ...  # noqa: N802, E501
+
+    def VirtualFree(self, address: int | None, size: int, free_type: int) -> Any: ...  # noqa: N802
+
+    def VirtualQuery(self, address: int | None, buffer: Any, length: int) -> Any: ...  # noqa: N802
+
+    def GetSystemInfo(self, buffer: Any) -> Any: ...  # noqa: N802
+
+    def get_last_error(self) -> int: ...
+
+    def set_last_error(self, value: int) -> int: ...
+
+
+class NativeKernel32:
+    """A private ``WinDLL("kernel32", use_last_error=True)`` with full prototypes.
+
+    Never ``ctypes.windll.kernel32``: that object is shared process-wide, and setting
+    argtypes on it would change every other user's calls.
+    """
+
+    def __init__(self) -> None:
+        if sys.platform != "win32":
+            raise OSError("kernel32 exists only on Windows")
+        dll: Any = ctypes.WinDLL("kernel32", use_last_error=True)
+        dll.VirtualAlloc.argtypes = [ctypes.c_void_p, ctypes.c_size_t, DWORD, DWORD]
+        dll.VirtualAlloc.restype = ctypes.c_void_p
+        dll.VirtualFree.argtypes = [ctypes.c_void_p, ctypes.c_size_t, DWORD]
+        dll.VirtualFree.restype = BOOL
+        dll.VirtualQuery.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(MEMORY_BASIC_INFORMATION),
+            ctypes.c_size_t,
+        ]
+        dll.VirtualQuery.restype = ctypes.c_size_t
+        dll.GetSystemInfo.argtypes = [ctypes.POINTER(SYSTEM_INFO)]
+        dll.GetSystemInfo.restype = None
+        self.VirtualAlloc = dll.VirtualAlloc
+        self.VirtualFree = dll.VirtualFree
+        self.VirtualQuery = dll.VirtualQuery
+        self.GetSystemInfo = dll.GetSystemInfo
+        ctypes_module: Any = ctypes
+        self.get_last_error = ctypes_module.get_last_error
+        self.set_last_error = ctypes_module.set_last_error
