@@ -44,9 +44,7 @@ def check_layout(size: object, align: object) -> tuple[int, int]:
     if align <= 0 or align & (align - 1) or align > 1 << 63:
         raise InvalidLayout(f"align {align} is not a power of two <= 2**63")
     if (size + align - 1) // align * align > _ISIZE_MAX:
-        raise InvalidLayout(
-            f"size {size} rounded up to align {align} exceeds isize::MAX"
-        )
+        raise InvalidLayout(f"size {size} rounded up to align {align} exceeds isize::MAX")
     return size, align
 
 
@@ -86,9 +84,7 @@ class Arena:
     ) -> Arena:
         """Reserve, commit the first chunk, write the footer; on failure nothing stays reserved."""
         if type(min_align) is not int or min_align not in (1, 2, 4, 8, 16):
-            raise InvalidLayout(
-                f"MIN_ALIGN must be 1, 2, 4, 8 or 16, not {min_align!r}"
-            )
+            raise InvalidLayout(f"MIN_ALIGN must be 1, 2, 4, 8 or 16, not {min_align!r}")
         reservation = backend.reserve(geometry.reserved_size)
         arena = cls(backend, geometry, reservation, min_align, pool)
         try:
@@ -235,9 +231,7 @@ class Arena:
         """Store into allocated memory; anything outside ``[P, F)`` is refused untouched."""
         self._live()
         if not isinstance(data, bytes | bytearray | memoryview):
-            raise InvalidArgumentType(
-                f"data must be bytes-like, not {type(data).__name__}"
-            )
+            raise InvalidArgumentType(f"data must be bytes-like, not {type(data).__name__}")
         payload = bytes(data)
         addr, _ = self._check_span(addr, len(payload))
         self._backend.write(addr, payload)

@@ -87,5 +87,5 @@ class Backend(ABC):
         """Copy ``data`` into memory the caller knows is committed read-write."""
         ctypes.memmove(addr, data, len(data))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Free whatever the backend itself holds (not the caller's reservations)."""

@@ -30,9 +30,7 @@ class VmRegionBasicInfo64(ctypes.Structure):
     ]
 
 
-VM_REGION_BASIC_INFO_COUNT_64 = ctypes.sizeof(VmRegionBasicInfo64) // ctypes.sizeof(
-    ctypes.c_int
-)
+VM_REGION_BASIC_INFO_COUNT_64 = ctypes.sizeof(VmRegionBasicInfo64) // ctypes.sizeof(ctypes.c_int)
 
 
 class MachRegions:
@@ -76,9 +74,7 @@ class MachRegions:
             if start > cursor:
                 out.append(OsSpan(cursor, start, SpanState.FREE))
             prot = info.protection
-            perms = "".join(
-                c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4))
-            )
+            perms = "".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
             state = SpanState.RESERVED if prot == 0 else SpanState.COMMITTED
             out.append(OsSpan(start, end, state, perms))
             cursor = end

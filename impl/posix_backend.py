@@ -46,27 +46,19 @@ class PosixBackend(Backend):
     def commit(self, addr: int, size: int) -> None:
         r = self.libc.mprotect(addr, size, PROT_READ | PROT_WRITE)
         if r.value != 0:
-            raise OSCallFailed(
-                "mprotect", r.errno, f"commit {size:#x} bytes at {addr:#x}"
-            )
+            raise OSCallFailed("mprotect", r.errno, f"commit {size:#x} bytes at {addr:#x}")
 
     def decommit(self, addr: int, size: int) -> None:
         # A fresh PROT_NONE NORESERVE mapping over the range drops pages and charge alike;
         # madvise + mprotect would keep the charge of pages once written.
-        r = self.libc.mmap(
-            addr, size, PROT_NONE, self._reserve_flags | MAP_FIXED, -1, 0
-        )
+        r = self.libc.mmap(addr, size, PROT_NONE, self._reserve_flags | MAP_FIXED, -1, 0)
         if r.value == MAP_FAILED:
-            raise OSCallFailed(
-                "mmap", r.errno, f"decommit {size:#x} bytes at {addr:#x}"
-            )
+            raise OSCallFailed("mmap", r.errno, f"decommit {size:#x} bytes at {addr:#x}")
 
     def release(self, addr: int, size: int) -> None:
         r = self.libc.munmap(addr, size)
         if r.value != 0:
-            raise OSCallFailed(
-                "munmap", r.errno, f"release {size:#x} bytes at {addr:#x}"
-            )
+            raise OSCallFailed("munmap", r.errno, f"release {size:#x} bytes at {addr:#x}")
 
     def query(self, lo: int, hi: int) -> list[OsSpan]:
         if self._regions is not None:

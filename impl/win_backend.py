@@ -56,9 +56,7 @@ def protect_letters(protect: int) -> str:
 class WindowsBackend(Backend):
     name = "win32-native"
 
-    def __init__(
-        self, kernel32: Kernel32 | None = None, name: str | None = None
-    ) -> None:
+    def __init__(self, kernel32: Kernel32 | None = None, name: str | None = None) -> None:
         self.k32 = kernel32 if kernel32 is not None else load_kernel32()
         if name is not None:
             self.name = name
@@ -83,36 +81,26 @@ class WindowsBackend(Backend):
         return ret, err, mbi
 
     def reserve(self, size: int) -> int:
-        base, err = self.call(
-            self.k32.VirtualAlloc, None, size, MEM_RESERVE, PAGE_NOACCESS
-        )
+        base, err = self.call(self.k32.VirtualAlloc, None, size, MEM_RESERVE, PAGE_NOACCESS)
         if not base:
             raise OSCallFailed("VirtualAlloc", err, f"reserve {size:#x} bytes")
         return base
 
     def commit(self, addr: int, size: int) -> None:
-        base, err = self.call(
-            self.k32.VirtualAlloc, addr, size, MEM_COMMIT, PAGE_READWRITE
-        )
+        base, err = self.call(self.k32.VirtualAlloc, addr, size, MEM_COMMIT, PAGE_READWRITE)
         if not base:
-            raise OSCallFailed(
-                "VirtualAlloc", err, f"commit {size:#x} bytes at {addr:#x}"
-            )
+            raise OSCallFailed("VirtualAlloc", err, f"commit {size:#x} bytes at {addr:#x}")
 
     def decommit(self, addr: int, size: int) -> None:
         ok, err = self.call(self.k32.VirtualFree, addr, size, MEM_DECOMMIT)
         if not ok:
-            raise OSCallFailed(
-                "VirtualFree", err, f"decommit {size:#x} bytes at {addr:#x}"
-            )
+            raise OSCallFailed("VirtualFree", err, f"decommit {size:#x} bytes at {addr:#x}")
 
     def release(self, addr: int, size: int) -> None:
         # MEM_RELEASE takes size 0 and the allocation base: any other size is error 87.
         ok, err = self.call(self.k32.VirtualFree, addr, 0, MEM_RELEASE)
         if not ok:
-            raise OSCallFailed(
-                "VirtualFree", err, f"release the reservation at {addr:#x}"
-            )
+            raise OSCallFailed("VirtualFree", err, f"release the reservation at {addr:#x}")
 
     def query(self, lo: int, hi: int) -> list[OsSpan]:
         out: list[OsSpan] = []

@@ -55,9 +55,9 @@ class Kernel32(Protocol):
     ``int``; the last error is read with ``get_last_error`` right after the call.
     """
 
-    def VirtualAlloc(
+    def VirtualAlloc(  # noqa: N802
         self, address: int | None, size: int, alloc_type: int, protect: int
-    ) -> Any: ...  # noqa: N802, E501
+    ) -> Any: ...
 
     def VirtualFree(self, address: int | None, size: int, free_type: int) -> Any: ...  # noqa: N802
 

@@ -88,9 +88,7 @@ class ArenaModel:
 
     def __post_init__(self) -> None:
         if self.min_align not in MIN_ALIGNS:
-            raise ValueError(
-                f"MIN_ALIGN must be one of {MIN_ALIGNS}, got {self.min_align}"
-            )
+            raise ValueError(f"MIN_ALIGN must be one of {MIN_ALIGNS}, got {self.min_align}")
         self.start = self.initial_start
         self.cursor = self.reset_cursor
 
@@ -99,9 +97,7 @@ class ArenaModel:
     @property
     def container(self) -> int:
         """C: R rounded up to CONTAINER_ALIGN (R itself when already aligned)."""
-        return wrap(
-            self.reservation + (-self.reservation) % self.geometry.container_align
-        )
+        return wrap(self.reservation + (-self.reservation) % self.geometry.container_align)
 
     @property
     def container_end(self) -> int:
@@ -142,9 +138,7 @@ class ArenaModel:
         calls = [OsCall(OsOp.RESERVE, None, geometry.reserved_size)]
         if reservation is not None:
             probe = ArenaModel(geometry, reservation)
-            calls.append(
-                OsCall(OsOp.COMMIT, probe.initial_start, geometry.first_commit)
-            )
+            calls.append(OsCall(OsOp.COMMIT, probe.initial_start, geometry.first_commit))
         return calls
 
     def release_call(self) -> OsCall:
@@ -171,9 +165,7 @@ class ArenaModel:
         commit = OsCall(OsOp.COMMIT, new_start, self.start - new_start)
         return AllocPlan(Outcome.OK, address=p, commit=commit, new_start=new_start)
 
-    def apply_alloc(
-        self, plan: AllocPlan, size: int, commit_succeeded: bool = True
-    ) -> int | None:
+    def apply_alloc(self, plan: AllocPlan, size: int, commit_succeeded: bool = True) -> int | None:
         """Move the model to the state after the planned alloc; None when it failed."""
         if plan.outcome is not Outcome.OK or not commit_succeeded:
             return None

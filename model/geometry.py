@@ -42,8 +42,7 @@ class Geometry:
                 f"granularity {self.granularity} is not a power-of-two multiple of the page",
             ),
             (
-                is_power_of_two(self.container_align)
-                and self.container_align >= self.granularity,
+                is_power_of_two(self.container_align) and self.container_align >= self.granularity,
                 f"container_align {self.container_align} is not a power of two >= granularity",
             ),
             (
@@ -135,6 +134,4 @@ def geometry_named(name: str, page: int, granularity: int) -> Geometry:
         return Geometry.oxc(page, granularity)
     if name == "small":
         return Geometry.small(page, granularity)
-    raise GeometryError(
-        f"unknown geometry {name!r}; known: {', '.join(GEOMETRY_NAMES)}"
-    )
+    raise GeometryError(f"unknown geometry {name!r}; known: {', '.join(GEOMETRY_NAMES)}")

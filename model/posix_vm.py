@@ -116,9 +116,7 @@ class PosixVM:
         return prot
 
     def _prot_valid(self, prot: int) -> bool:
-        return not prot & ~(
-            PROT_READ | PROT_WRITE | PROT_EXEC | self.flavor.extra_prot_bits
-        )
+        return not prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | self.flavor.extra_prot_bits)
 
     def _data_over_limit(self, extra: int) -> bool:
         return self.data_limit is not None and self.data_bytes + extra > self.data_limit
@@ -155,12 +153,8 @@ class PosixVM:
         if fixed and addr % self.page:
             return PosixResult(MAP_FAILED, EINVAL)
         if fixed and addr + size > self.task_size:
-            raise NotModelled(
-                "fixed mappings beyond the user address space are not modelled"
-            )
-        noreserve = (
-            bool(flags & self.flavor.map_noreserve) and self.overcommit_mode != 2
-        )
+            raise NotModelled("fixed mappings beyond the user address space are not modelled")
+        noreserve = bool(flags & self.flavor.map_noreserve) and self.overcommit_mode != 2
         writable = bool(prot & PROT_WRITE)
         vma = Vma(
             self.shown_prot(prot),
@@ -179,9 +173,7 @@ class PosixVM:
             base = addr
         else:
             if chosen is None:
-                raise NotModelled(
-                    "a mapping without MAP_FIXED needs the address the OS chose"
-                )
+                raise NotModelled("a mapping without MAP_FIXED needs the address the OS chose")
             if chosen % self.page or not self.is_unmapped(chosen, chosen + size):
                 raise ValueError(
                     f"the OS placed {size:#x} bytes at {chosen:#x}, which the model holds"
@@ -209,11 +201,7 @@ class PosixVM:
             if seg.value is None:
                 return PosixResult(-1, ENOMEM)
             new = self._reprotect(seg.value, shown)
-            if (
-                new.writable
-                and not seg.value.writable
-                and self._data_over_limit(seg.size)
-            ):
+            if new.writable and not seg.value.writable and self._data_over_limit(seg.size):
                 return PosixResult(-1, ENOMEM)
             self.vmas.set(seg.start, seg.end, new)
         return PosixResult(0)
@@ -260,9 +248,7 @@ class PosixVM:
             return PosixResult(0)
         end = addr + round_up(length, self.page)
         if end > MASK64 or end > self.task_size:
-            raise NotModelled(
-                "madvise ranges beyond the user address space are not modelled"
-            )
+            raise NotModelled("madvise ranges beyond the user address space are not modelled")
         hole = False
         for seg in self.vmas.segments(addr, end):
             if seg.value is None:

@@ -46,9 +46,7 @@ from model.win_constants import (
 )
 
 # Allocation-type bits VirtualAlloc accepts at all; anything else is 87 (A.1 row 4).
-_KNOWN_ALLOC_BITS = (
-    MEM_COMMIT | MEM_RESERVE | MEM_RESET | MEM_TOP_DOWN | MEM_WRITE_WATCH
-)
+_KNOWN_ALLOC_BITS = MEM_COMMIT | MEM_RESERVE | MEM_RESET | MEM_TOP_DOWN | MEM_WRITE_WATCH
 
 
 @dataclass(frozen=True)
@@ -166,10 +164,7 @@ class WindowsVM:
         )
 
     def _over_limit(self, extra: int) -> bool:
-        return (
-            self.commit_limit is not None
-            and self.committed_bytes + extra > self.commit_limit
-        )
+        return self.commit_limit is not None and self.committed_bytes + extra > self.commit_limit
 
     def _single_allocation(self, lo: int, hi: int) -> Allocation | None:
         """The one allocation holding every page of ``[lo, hi)``, if there is one."""
@@ -199,31 +194,43 @@ class WindowsVM:
         chosen_base: int | None = None,
     ) -> WinResult:
         """VirtualAlloc. ``chosen_base``: where the OS placed a NULL-address reservation."""
-        if size == 0:
-            return _fail(ERROR_INVALID_PARAMETER)
-        if alloc_type & ~_KNOWN_ALLOC_BITS or alloc_type & AT_ROUND_TO_PAGE:
-            return _fail(ERROR_INVALID_PARAMETER)
-        if not alloc_type & (MEM_COMMIT | MEM_RESERVE | MEM_RESET):
-            return _fail(ERROR_INVALID_PARAMETER)
-        if alloc_type & MEM_RESET and alloc_type & ~MEM_RESET:
-            return _fail(ERROR_INVALID_PARAMETER)
-        if alloc_type & MEM_WRITE_WATCH and not alloc_type & MEM_RESERVE:
-            return _fail(ERROR_INVALID_PARAMETER)
-        if not valid_protection(protect):
-            return _fail(ERROR_INVALID_PARAMETER)
+        error = self.alloc_parameter_error(address, size, alloc_type, protect)
+        if error is not None:
+            return _fail(error)
         if alloc_type & MEM_RESET:
             return self._reset(address, size)
         if address == 0:
             return self._reserve_anywhere(size, alloc_type, protect, chosen_base)
-        if address < self.min_address:
-            return _fail(ERROR_INVALID_PARAMETER)
         end = round_up(address + size, self.page)
-        if end > self.max_address + 1 or end > MASK64:
-            return _fail(ERROR_INVALID_PARAMETER)
         if alloc_type & MEM_RESERVE:
             base = round_down(address, self.granularity)
             return self._reserve_at(base, end - base, alloc_type, protect)
         return self._commit(round_down(address, self.page), end, protect)
+
+    def alloc_parameter_error(
+        self, address: int, size: int, alloc_type: int, protect: int
+    ) -> int | None:
+        """The error VirtualAlloc reports before looking at address-space state (A.1 rows 1-5)."""
+        if size == 0:
+            return ERROR_INVALID_PARAMETER
+        if alloc_type & ~_KNOWN_ALLOC_BITS or alloc_type & AT_ROUND_TO_PAGE:
+            return ERROR_INVALID_PARAMETER
+        if not alloc_type & (MEM_COMMIT | MEM_RESERVE | MEM_RESET):
+            return ERROR_INVALID_PARAMETER
+        if alloc_type & MEM_RESET and alloc_type & ~MEM_RESET:
+            return ERROR_INVALID_PARAMETER
+        if alloc_type & MEM_WRITE_WATCH and not alloc_type & MEM_RESERVE:
+            return ERROR_INVALID_PARAMETER
+        if not valid_protection(protect):
+            return ERROR_INVALID_PARAMETER
+        if address == 0:
+            return ERROR_INVALID_PARAMETER if alloc_type & MEM_RESET else None
+        if address < self.min_address:
+            return ERROR_INVALID_PARAMETER
+        end = round_up(address + size, self.page)
+        if end > self.max_address + 1 or end > MASK64:
+            return ERROR_INVALID_PARAMETER
+        return None
 
     def _reserve_anywhere(
         self, size: int, alloc_type: int, protect: int, chosen_base: int | None
@@ -240,20 +247,14 @@ class WindowsVM:
             )
         return self._reserve_at(base, rounded, alloc_type | MEM_RESERVE, protect)
 
-    def _reserve_at(
-        self, base: int, size: int, alloc_type: int, protect: int
-    ) -> WinResult:
+    def _reserve_at(self, base: int, size: int, alloc_type: int, protect: int) -> WinResult:
         if not self.is_free(base, base + size):
             return _fail(ERROR_INVALID_ADDRESS)
         commit = bool(alloc_type & MEM_COMMIT)
         if commit and self._over_limit(size):
             return _fail(ERROR_COMMITMENT_LIMIT)
         self.allocations[base] = Allocation(base, size, protect)
-        state = (
-            PageState(base, MEM_COMMIT, protect)
-            if commit
-            else PageState(base, MEM_RESERVE, 0)
-        )
+        state = PageState(base, MEM_COMMIT, protect) if commit else PageState(base, MEM_RESERVE, 0)
         self.pages.set(base, base + size, state)
         self.contents.zero(base, base + size)
         return WinResult(base)
@@ -271,8 +272,6 @@ class WindowsVM:
         return WinResult(base)
 
     def _reset(self, address: int, size: int) -> WinResult:
-        if address == 0:
-            return _fail(ERROR_INVALID_PARAMETER)
         base = round_down(address, self.page)
         end = round_up(address + size, self.page)
         if self._single_allocation(base, end) is None:
@@ -324,9 +323,7 @@ class WindowsVM:
         if run is None:
             nxt = self.pages.next_start_at_or_after(base)
             end = self.max_address + 1 if nxt is None else nxt
-            info = MemoryBasicInformation(
-                base, 0, 0, end - base, MEM_FREE, PAGE_NOACCESS, 0
-            )
+            info = MemoryBasicInformation(base, 0, 0, end - base, MEM_FREE, PAGE_NOACCESS, 0)
         else:
             alloc = self.allocations[run.value.alloc_base]
             info = MemoryBasicInformation(
@@ -366,9 +363,7 @@ class WindowsVM:
     def write(self, addr: int, data: bytes) -> None:
         """Record a store the harness made into committed read-write memory."""
         if not self.is_writable(addr, addr + len(data)):
-            raise ValueError(
-                f"model: {len(data)} bytes at {addr:#x} are not committed read-write"
-            )
+            raise ValueError(f"model: {len(data)} bytes at {addr:#x} are not committed read-write")
         self.contents.write(addr, data)
 
     def expected(self, addr: int, n: int) -> bytes | None:

@@ -1,0 +1,1 @@
+"""State machines, backends registry, and the harness that runs them under pytest."""
