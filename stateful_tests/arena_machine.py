@@ -1,0 +1,497 @@
+"""ArenaMachine: the arena implementation beside its model, on a real backend.
+
+Every rule makes the call on the implementation and on the model, then compares result,
+state and the exact OS calls made. After every step the invariants of ARENA.md section 6
+are checked, with "the OS agrees" read from the OS through the backend, never from the
+implementation's own bookkeeping. Memory is only touched once both the model and the OS
+confirm it is committed read-write, so a bug fails an assertion instead of a worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hypothesis import event
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from impl.arena import Arena
+from impl.backend import Backend, OsSpan, SpanState, merge_spans
+from impl.errors import (
+    ArenaError,
+    ArenaFull,
+    DoubleFree,
+    InvalidArgumentType,
+    InvalidLayout,
+    OSCallFailed,
+    OutOfBounds,
+    UseAfterFree,
+)
+from model.arena import MIN_ALIGNS, ArenaModel, OsCall, Outcome
+from model.arith import round_down, round_up
+from model.geometry import Geometry, geometry_named
+from stateful_tests.backends import open_backend
+from stateful_tests.kernel32_standin import EmulatedKernel32
+from stateful_tests.recording import RecordingBackend
+from stateful_tests.sizes import BAD_LAYOUTS, SizeSpec, aligns, sizes
+
+ArenaFactory = Callable[[Backend, Geometry, int], Any]
+MAX_LIVE_ARENAS = 3
+_PLACES = ("below P", "at F", "across F", "null", "top", "str addr")
+BAD_ACCESSES = tuple(("read", w) for w in (*_PLACES, "negative length", "float length")) + tuple(
+    ("write", w) for w in (*_PLACES, "str data")
+)
+PATTERN_CHUNK = 256
+
+
+class Divergence(AssertionError):
+    """The implementation or the OS disagrees with the model."""
+
+
+def expect(ok: bool, message: str) -> None:
+    if not ok:
+        raise Divergence(message)
+
+
+def pattern(seed: int, n: int) -> bytes:
+    return bytes((seed * 131 + i * 7 + 1) & 0xFF for i in range(n))
+
+
+def expected_view(model: ArenaModel) -> list[OsSpan]:
+    """ARENA.md 6.6: exactly [S, C + CONTAINER_SIZE) committed read-write, the rest reserved."""
+    spans = [
+        OsSpan(model.reservation, model.start, SpanState.RESERVED),
+        OsSpan(model.start, model.container_end, SpanState.COMMITTED, "rw-"),
+        OsSpan(model.container_end, model.reservation_end, SpanState.RESERVED),
+    ]
+    return merge_spans([s for s in spans if s.size > 0])
+
+
+def describe(spans: list[OsSpan], origin: int) -> str:
+    return ", ".join(
+        f"[+{s.start - origin:#x}, +{s.end - origin:#x}) {s.state.value} {s.prot}" for s in spans
+    )
+
+
+@dataclass(eq=False)
+class ArenaHandle:
+    """One arena as the machine tracks it: the implementation and its model side by side."""
+
+    number: int
+    impl: Any
+    model: ArenaModel
+    footer: bytes
+    epoch: int = 0
+
+    def __repr__(self) -> str:
+        return f"arena{self.number}"
+
+
+@dataclass(eq=False)
+class AllocHandle:
+    number: int
+    arena: ArenaHandle
+    addr: int
+    size: int
+    epoch: int
+    chunks: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def live(self) -> bool:
+        return self.arena.model.alive and self.arena.epoch == self.epoch
+
+    def __repr__(self) -> str:
+        return f"alloc{self.number}"
+
+
+class ArenaMachine(RuleBasedStateMachine):
+    """Configured by subclassing: ``backend_name``, ``geometry_name``, ``min_aligns``."""
+
+    backend_name: ClassVar[str] = "posix-native"
+    geometry_name: ClassVar[str] = "small"
+    min_aligns: ClassVar[tuple[int, ...]] = MIN_ALIGNS
+    arena_factory: ClassVar[ArenaFactory] = staticmethod(Arena.new)
+
+    arenas = Bundle("arenas")
+    dead = Bundle("dead_arenas")
+    allocations = Bundle("allocations")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backend = RecordingBackend(open_backend(self.backend_name))
+        b = self.backend
+        self.geometry = geometry_named(self.geometry_name, b.page, b.granularity)
+        self.handles: list[ArenaHandle] = []
+        self._numbers = itertools.count()
+        self._alloc_numbers = itertools.count()
+        self.live_allocs: list[AllocHandle] = []
+
+    # ---------------------------------------------------------------- helpers
+
+    def live_arenas(self) -> list[ArenaHandle]:
+        return [h for h in self.handles if h.model.alive]
+
+    def expect_calls(self, what: str, predicted: list[OsCall]) -> None:
+        """ARENA.md 6.2 and 6.8: the OS calls made are exactly the predicted ones."""
+        made = self.backend.take_log()
+        calls = [entry.call for entry in made]
+        expect(
+            calls == predicted,
+            f"{what}: OS calls {[str(c) for c in calls]}, model predicts "
+            f"{[str(c) for c in predicted]}",
+        )
+        for entry in made:
+            c = entry.call
+            if c.addr is not None:
+                expect(
+                    c.addr % self.geometry.page == 0
+                    and c.size > 0
+                    and c.size % self.geometry.page == 0,
+                    f"{what}: {c} is not page-granular",
+                )
+
+    def confirm_committed(self, handle: ArenaHandle, lo: int, hi: int) -> None:
+        """Model and OS both say ``[lo, hi)`` is committed read-write, or fail before touching."""
+        m = handle.model
+        expect(
+            m.start <= lo and hi <= m.container_end,
+            f"{handle}: model says [{lo:#x}, {hi:#x}) is not committed",
+        )
+        page = self.geometry.page
+        view = self.backend.query(round_down(lo, page), round_up(hi, page))
+        expect(
+            all(s.state is SpanState.COMMITTED and "w" in s.prot for s in view),
+            f"{handle}: the OS does not show [{lo:#x}, {hi:#x}) committed read-write: "
+            f"{describe(view, m.container)}",
+        )
+
+    def check_unchanged(self, handle: ArenaHandle, before: tuple[int, int], what: str) -> None:
+        impl = handle.impl
+        expect(
+            (impl.start, impl.cursor) == before,
+            f"{handle}: {what} changed S/P from {before} to {(impl.start, impl.cursor)}",
+        )
+
+    # ------------------------------------------------------------------ rules
+
+    @precondition(lambda self: len(self.live_arenas()) < MAX_LIVE_ARENAS)
+    @rule(target=arenas, min_align=st.sampled_from(MIN_ALIGNS))
+    def new_arena(self, min_align: int) -> ArenaHandle:
+        return self.create_arena(min_align)
+
+    def create_arena(self, min_align: int) -> ArenaHandle:
+        impl = self.arena_factory(self.backend, self.geometry, min_align)
+        model = ArenaModel(self.geometry, impl.reservation, min_align)
+        self.expect_calls("new", ArenaModel.creation_calls(self.geometry, impl.reservation))
+        self.confirm_committed_footer(model)
+        footer = self.backend.read(model.footer, 16)
+        handle = ArenaHandle(next(self._numbers), impl, model, footer)
+        self.handles.append(handle)
+        self.check_arena(handle)
+        return handle
+
+    def confirm_committed_footer(self, model: ArenaModel) -> None:
+        page = self.geometry.page
+        view = self.backend.query(round_down(model.footer, page), round_up(model.footer + 16, page))
+        expect(
+            all(s.state is SpanState.COMMITTED for s in view),
+            "new: the footer's page is not committed",
+        )
+
+    @rule(
+        target=allocations,
+        arena=arenas,
+        spec=sizes(),
+        align=aligns(),
+        fallible=st.booleans(),
+    )
+    def alloc(self, arena: ArenaHandle, spec: SizeSpec, align: int, fallible: bool) -> Any:
+        size = spec.resolve(arena.model)
+        plan = arena.model.plan_alloc(size, align)
+        before = (arena.impl.start, arena.impl.cursor)
+        try:
+            addr = arena.impl.try_alloc(size, align) if fallible else arena.impl.alloc(size, align)
+        except InvalidLayout:
+            addr, raised = None, "invalid-layout"
+        except ArenaFull:
+            addr, raised = None, "full"
+        else:
+            raised = "full" if addr is None else ""
+        log = list(self.backend.log)
+        commit_failed = any(entry.error is not None for entry in log)
+        predicted = [] if plan.commit is None else [plan.commit]
+        self.expect_calls(f"alloc({size}, {align})", predicted)
+        if plan.outcome is Outcome.INVALID_LAYOUT:
+            expect(
+                raised == "invalid-layout", f"alloc({size}, {align}): {plan.reason}, not refused"
+            )
+            self.check_unchanged(arena, before, "a refused alloc")
+            event("alloc: invalid layout")
+            return multiple()
+        result = arena.model.apply_alloc(plan, size, commit_succeeded=not commit_failed)
+        if result is None:
+            expect(
+                raised == "full",
+                f"alloc({size}, {align}) must fail as full ({plan.reason or 'the OS refused'}), "
+                f"returned {addr if addr is None else hex(addr)}",
+            )
+            self.check_unchanged(arena, before, "a failed alloc")
+            event("alloc: full" if not commit_failed else "alloc: commit refused by the OS")
+            return multiple()
+        expect(
+            addr == result,
+            f"alloc({size}, {align}) returned {addr if addr is None else hex(addr)}, "
+            f"model predicts {result:#x}",
+        )
+        a = max(align, arena.model.min_align)
+        expect(result % a == 0, f"alloc({size}, {align}) at {result:#x} is not {a}-aligned")
+        if plan.grows:
+            capped = plan.new_start == arena.model.container
+            event("alloc: grow capped at the container" if capped else "alloc: grow")
+        handle = AllocHandle(next(self._alloc_numbers), arena, result, size, arena.epoch)
+        self.live_allocs.append(handle)
+        return handle
+
+    @rule(alloc=allocations, seed=st.integers(0, 255))
+    def write_pattern(self, alloc: AllocHandle, seed: int) -> None:
+        if not alloc.live or alloc.size == 0:
+            return
+        # Head and tail chunks, never overlapping: the tail only once both fit side by side.
+        offsets = [0] if alloc.size < 2 * PATTERN_CHUNK else [0, alloc.size - PATTERN_CHUNK]
+        for offset in offsets:
+            n = min(PATTERN_CHUNK, alloc.size - offset)
+            data = pattern(seed + offset, n)
+            self.confirm_committed(alloc.arena, alloc.addr + offset, alloc.addr + offset + n)
+            alloc.arena.impl.write(alloc.addr + offset, data)
+            alloc.chunks[offset] = data
+        self.expect_calls("write", [])
+
+    @rule(alloc=allocations)
+    def read_back(self, alloc: AllocHandle) -> None:
+        """The implementation's own read returns what was written."""
+        if not alloc.live:
+            return
+        for offset, data in alloc.chunks.items():
+            got = alloc.arena.impl.read(alloc.addr + offset, len(data))
+            expect(got == data, f"{alloc}: read at +{offset} returned other bytes")
+
+    @rule(arena=arenas)
+    def reset(self, arena: ArenaHandle) -> None:
+        grown = arena.model.grows > 0
+        arena.impl.reset()
+        arena.model.reset()
+        arena.epoch += 1
+        self.live_allocs = [a for a in self.live_allocs if a.live]
+        self.expect_calls("reset", [])
+        event("reset after grow" if grown else "reset")
+
+    @rule(target=dead, arena=consumes(arenas))
+    def free(self, arena: ArenaHandle) -> ArenaHandle:
+        arena.impl.free()
+        call = arena.model.free()
+        self.expect_calls("free", [call])
+        view = self.backend.query(arena.model.reservation, arena.model.reservation_end)
+        expect(
+            view == [OsSpan(arena.model.reservation, arena.model.reservation_end, SpanState.FREE)],
+            f"{arena}: after free the OS still shows {describe(view, arena.model.container)}",
+        )
+        self.live_allocs = [a for a in self.live_allocs if a.live]
+        return arena
+
+    @rule(arena=dead)
+    def double_free(self, arena: ArenaHandle) -> None:
+        try:
+            arena.impl.free()
+        except DoubleFree:
+            pass
+        else:
+            raise Divergence(f"{arena}: a second free was not refused")
+        self.expect_calls("double free", [])
+        event("double free")
+
+    @rule(
+        arena=dead,
+        op=st.sampled_from(
+            ["alloc", "try_alloc", "reset", "read", "write", "start", "cursor", "committed_bytes"]
+        ),
+    )
+    def use_after_free(self, arena: ArenaHandle, op: str) -> None:
+        m = arena.model
+        actions: dict[str, Callable[[], object]] = {
+            "alloc": lambda: arena.impl.alloc(8, 8),
+            "try_alloc": lambda: arena.impl.try_alloc(8, 8),
+            "reset": lambda: arena.impl.reset(),
+            "read": lambda: arena.impl.read(m.footer - 8, 8),
+            "write": lambda: arena.impl.write(m.footer - 8, b"x" * 8),
+            "start": lambda: arena.impl.start,
+            "cursor": lambda: arena.impl.cursor,
+            "committed_bytes": lambda: arena.impl.committed_bytes,
+        }
+        try:
+            actions[op]()
+        except UseAfterFree:
+            pass
+        else:
+            raise Divergence(f"{arena}: {op} after free was not refused")
+        self.expect_calls(f"{op} after free", [])
+        event("use after free")
+
+    @rule(arena=arenas, bad=st.sampled_from(BAD_LAYOUTS), fallible=st.booleans())
+    def bad_layout(self, arena: ArenaHandle, bad: tuple[object, object], fallible: bool) -> None:
+        size, align = bad
+        before = (arena.impl.start, arena.impl.cursor)
+        fn = arena.impl.try_alloc if fallible else arena.impl.alloc
+        try:
+            fn(size, align)
+        except (InvalidLayout, InvalidArgumentType):
+            pass
+        else:
+            raise Divergence(f"alloc({size!r}, {align!r}) was not refused")
+        self.check_unchanged(arena, before, "a bad layout")
+        self.expect_calls("bad layout", [])
+
+    @rule(arena=arenas, case=st.sampled_from(BAD_ACCESSES))
+    def bad_access(self, arena: ArenaHandle, case: tuple[str, str]) -> None:
+        """Reads and writes outside [P, F), or with bad arguments, touch nothing."""
+        op, where = case
+        m = arena.model
+        addrs: dict[str, object] = {
+            "below P": m.cursor - 1,
+            "at F": m.footer,
+            "across F": m.footer - 1,
+            "null": 0,
+            "top": (1 << 64) - 8,
+            "str addr": str(m.cursor),
+        }
+        try:
+            if op == "read":
+                lengths: dict[str, object] = {"negative length": -1, "float length": 1.0}
+                addr = addrs.get(where, m.cursor)
+                arena.impl.read(addr, lengths.get(where, 2 if where == "across F" else 8))
+            elif where == "str data":
+                arena.impl.write(m.cursor, "text")
+            else:
+                arena.impl.write(addrs[where], b"\xaa\xaa")
+        except (OutOfBounds, InvalidArgumentType):
+            pass
+        else:
+            raise Divergence(f"{op} {where} was not refused")
+        self.expect_calls("bad access", [])
+
+    # ------------------------------------------------------------- invariants
+
+    def check_arena(self, handle: ArenaHandle) -> None:
+        m, impl = handle.model, handle.impl
+        g = self.geometry
+        got = (impl.reservation, impl.container, impl.start, impl.cursor, impl.footer)
+        want = (m.reservation, m.container, m.start, m.cursor, m.footer)
+        names = ("R", "C", "S", "P", "F")
+        for name, g_val, w_val in zip(names, got, want, strict=True):
+            expect(g_val == w_val, f"{handle}: {name} is {g_val:#x}, model says {w_val:#x}")
+        expect(
+            impl.committed_bytes == m.committed_bytes,
+            f"{handle}: committed {impl.committed_bytes}, model says {m.committed_bytes}",
+        )
+        expect(m.reservation % g.granularity == 0, f"{handle}: R is not granularity-aligned")
+        for problem in m.invariant_violations():
+            raise Divergence(f"{handle}: {problem}")
+        view = self.backend.query(m.reservation, m.reservation_end)
+        expected = expected_view(m)
+        expect(
+            view == expected,
+            f"{handle}: the OS shows {describe(view, m.container)}; "
+            f"model expects {describe(expected, m.container)}",
+        )
+        footer = self.backend.read(m.footer, 16)
+        expect(footer == handle.footer, f"{handle}: the footer at F was overwritten")
+
+    @invariant()
+    def arenas_agree_with_model_and_os(self) -> None:
+        for handle in self.live_arenas():
+            self.check_arena(handle)
+
+    @invariant()
+    def allocations_are_disjoint(self) -> None:
+        for handle in self.live_arenas():
+            spans = sorted(handle.model.allocations)
+            for (a, n), (b, _) in itertools.pairwise(spans):
+                expect(a + n <= b, f"{handle}: allocations at {a:#x} and {b:#x} overlap")
+            for a, n in spans:
+                expect(
+                    handle.model.start <= a and a + n <= handle.model.footer,
+                    f"{handle}: allocation at {a:#x} lies outside [S, F)",
+                )
+
+    @invariant()
+    def written_bytes_survive(self) -> None:
+        """ARENA.md 6.9: every live pattern reads back from memory, not from the arena."""
+        for alloc in self.live_allocs:
+            for offset, data in alloc.chunks.items():
+                lo = alloc.addr + offset
+                self.confirm_committed(alloc.arena, lo, lo + len(data))
+                got = self.backend.read(lo, len(data))
+                expect(got == data, f"{alloc}: {len(data)} bytes at +{offset} were overwritten")
+
+    @invariant()
+    def commit_charge_is_exact(self) -> None:
+        """ARENA.md 6.7, where the charge is observable: the emulated kernel's commit count."""
+        k32 = getattr(self.backend.inner, "k32", None)
+        if isinstance(k32, EmulatedKernel32):
+            want = sum(h.model.committed_bytes for h in self.live_arenas())
+            got = k32.model.committed_bytes
+            expect(got == want, f"commit charge is {got}, the live arenas account for {want}")
+            for h in self.live_arenas():
+                problems = k32.host_disagreements(h.model.reservation, h.model.reservation_end)
+                expect(not problems, f"{h}: {problems}")
+
+    def teardown(self) -> None:
+        """ARENA.md 6.10: free what is alive; any reservation left over is a leak."""
+        errors: list[str] = []
+        for handle in self.live_arenas():
+            try:
+                handle.impl.free()
+                handle.model.free()
+            except (ArenaError, AssertionError, OSCallFailed) as e:
+                errors.append(f"{handle}: free at teardown failed: {e!r}")
+        leaked = self.backend.release_leftovers()
+        if leaked:
+            errors.append("leaked reservations: " + ", ".join(f"{b:#x}+{n:#x}" for b, n in leaked))
+        if errors:
+            raise Divergence("; ".join(errors))
+
+
+def machine_for(
+    backend_name: str,
+    geometry_name: str,
+    min_aligns: tuple[int, ...] = MIN_ALIGNS,
+    factory: ArenaFactory | None = None,
+) -> type[ArenaMachine]:
+    """A configured ArenaMachine subclass (one per test, so each has its own database key)."""
+    attrs: dict[str, object] = {
+        "backend_name": backend_name,
+        "geometry_name": geometry_name,
+        "min_aligns": min_aligns,
+    }
+    if factory is not None:
+        attrs["arena_factory"] = staticmethod(factory)
+    if min_aligns != MIN_ALIGNS:
+
+        @precondition(lambda self: len(self.live_arenas()) < MAX_LIVE_ARENAS)
+        @rule(target=ArenaMachine.arenas, min_align=st.sampled_from(min_aligns))
+        def new_arena(self: ArenaMachine, min_align: int) -> ArenaHandle:
+            return self.create_arena(min_align)
+
+        attrs["new_arena"] = new_arena
+    name = f"ArenaMachine_{backend_name}_{geometry_name}".replace("-", "_")
+    return type(name, (ArenaMachine,), attrs)

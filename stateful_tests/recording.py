@@ -1,0 +1,112 @@
+"""A backend wrapper that logs every OS call and fences off calls that could hurt others.
+
+The log lets the harness compare the calls an arena made with the calls the model
+predicts, call for call. The fence refuses, before the OS sees it, any commit, decommit
+or release that reaches outside a reservation this wrapper handed out and that is still
+live: such a call could change or destroy another mapping in the process (a released
+range may already belong to someone else).
+
+Invariant: ``live`` holds exactly the reservations made through this wrapper and not yet
+released through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from impl.backend import Backend, OsSpan
+from impl.errors import OSCallFailed
+from model.arena import OsCall, OsOp
+
+
+class FenceViolation(AssertionError):
+    """The implementation tried an OS call outside its own live reservations."""
+
+
+@dataclass(frozen=True)
+class LoggedCall:
+    call: OsCall
+    error: int | None = None
+
+
+class RecordingBackend(Backend):
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.page = inner.page
+        self.granularity = inner.granularity
+        self.log: list[LoggedCall] = []
+        self.live: dict[int, int] = {}
+
+    def calls(self) -> list[OsCall]:
+        return [entry.call for entry in self.log]
+
+    def take_log(self) -> list[LoggedCall]:
+        log, self.log = self.log, []
+        return log
+
+    def _inside_live(self, addr: int, size: int) -> bool:
+        return any(base <= addr and addr + size <= base + n for base, n in self.live.items())
+
+    def _fenced(self, call: OsCall) -> None:
+        assert call.addr is not None
+        if not self._inside_live(call.addr, call.size):
+            self.log.append(LoggedCall(call, None))
+            live = ", ".join(f"[{b:#x}, {b + n:#x})" for b, n in sorted(self.live.items()))
+            raise FenceViolation(
+                f"{call} reaches outside the live reservations ({live or 'none'}); "
+                "the call was not made"
+            )
+
+    def _run(self, call: OsCall, fn: object, *args: int) -> None:
+        try:
+            fn(*args)  # type: ignore[operator]
+        except OSCallFailed as e:
+            self.log.append(LoggedCall(call, e.code))
+            raise
+        self.log.append(LoggedCall(call))
+
+    def reserve(self, size: int) -> int:
+        call = OsCall(OsOp.RESERVE, None, size)
+        try:
+            base = self.inner.reserve(size)
+        except OSCallFailed as e:
+            self.log.append(LoggedCall(call, e.code))
+            raise
+        self.log.append(LoggedCall(call))
+        self.live[base] = size
+        return base
+
+    def commit(self, addr: int, size: int) -> None:
+        call = OsCall(OsOp.COMMIT, addr, size)
+        self._fenced(call)
+        self._run(call, self.inner.commit, addr, size)
+
+    def decommit(self, addr: int, size: int) -> None:
+        call = OsCall(OsOp.DECOMMIT, addr, size)
+        self._fenced(call)
+        self._run(call, self.inner.decommit, addr, size)
+
+    def release(self, addr: int, size: int) -> None:
+        call = OsCall(OsOp.RELEASE, addr, size)
+        self._fenced(call)
+        self._run(call, self.inner.release, addr, size)
+        if self.live.get(addr) == size:
+            del self.live[addr]
+
+    def query(self, lo: int, hi: int) -> list[OsSpan]:
+        return self.inner.query(lo, hi)
+
+    def read(self, addr: int, n: int) -> bytes:
+        return self.inner.read(addr, n)
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.inner.write(addr, data)
+
+    def release_leftovers(self) -> list[tuple[int, int]]:
+        """Release every reservation still live (a leak), returning what was leaked."""
+        leaked = sorted(self.live.items())
+        for base, size in leaked:
+            self.inner.release(base, size)
+        self.live.clear()
+        return leaked
