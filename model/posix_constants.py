@@ -8,6 +8,7 @@ PROT_NONE = 0
 PROT_READ = 1
 PROT_WRITE = 2
 PROT_EXEC = 4
+PROT_SEM = 8
 
 MAP_SHARED = 0x01
 MAP_PRIVATE = 0x02
@@ -36,7 +37,8 @@ class PosixFlavor:
     map_fixed_noreplace: int | None
     madv_free: int
     sc_pagesize: int
-    # Extra protection bits the architecture accepts (arm64 Linux: PROT_BTI, PROT_MTE).
+    # Protection bits beyond rwx that mprotect accepts (Linux: PROT_SEM; arm64 adds
+    # PROT_BTI and PROT_MTE).
     extra_prot_bits: int = 0
     # XNU: PROT_WRITE or PROT_EXEC imply PROT_READ (B.4).
     write_implies_read: bool = False
@@ -53,6 +55,7 @@ LINUX = PosixFlavor(
     map_fixed_noreplace=0x100000,
     madv_free=8,
     sc_pagesize=30,
+    extra_prot_bits=PROT_SEM,
 )
 
 LINUX_ARM64 = PosixFlavor(
@@ -62,7 +65,7 @@ LINUX_ARM64 = PosixFlavor(
     map_fixed_noreplace=0x100000,
     madv_free=8,
     sc_pagesize=30,
-    extra_prot_bits=0x30,
+    extra_prot_bits=PROT_SEM | 0x30,
 )
 
 DARWIN = PosixFlavor(

@@ -116,7 +116,8 @@ class PosixVM:
         return prot
 
     def _prot_valid(self, prot: int) -> bool:
-        return not prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | self.flavor.extra_prot_bits)
+        valid = PROT_READ | PROT_WRITE | PROT_EXEC | self.flavor.extra_prot_bits
+        return not prot & ~valid
 
     def _data_over_limit(self, extra: int) -> bool:
         return self.data_limit is not None and self.data_bytes + extra > self.data_limit
@@ -157,18 +158,14 @@ class PosixVM:
         noreserve = bool(flags & self.flavor.map_noreserve) and self.overcommit_mode != 2
         writable = bool(prot & PROT_WRITE)
         vma = Vma(
-            self.shown_prot(prot),
+            # mmap ignores unknown protection bits rather than failing (B.1 [E]).
+            self.shown_prot(prot & (PROT_READ | PROT_WRITE | PROT_EXEC)),
             noreserve,
             account=writable and not noreserve and self.flavor.accounts_commit,
         )
-        if writable and self._data_over_limit(size):
-            return PosixResult(MAP_FAILED, ENOMEM)
         if fixed:
-            if (
-                flags & noreplace
-                and not flags & MAP_FIXED
-                and not self.is_unmapped(addr, addr + size)
-            ):
+            # The kernel turns NOREPLACE into FIXED and still refuses an overlap.
+            if flags & noreplace and not self.is_unmapped(addr, addr + size):
                 return PosixResult(MAP_FAILED, EEXIST)
             base = addr
         else:
@@ -179,7 +176,12 @@ class PosixVM:
                     f"the OS placed {size:#x} bytes at {chosen:#x}, which the model holds"
                 )
             base = chosen
+        # MAP_FIXED replaces what it covers: only the net growth counts against the limit.
+        replaced = sum(s.size for s in self.vmas.overlapping(base, base + size) if s.value.writable)
+        if writable and self._data_over_limit(size - replaced):
+            return PosixResult(MAP_FAILED, ENOMEM)
         self.vmas.set(base, base + size, vma)
+        self._share_anon_vma(base, base + size)
         self.contents.zero(base, base + size)
         return PosixResult(base)
 
@@ -187,15 +189,16 @@ class PosixVM:
 
     def mprotect(self, addr: int, length: int, prot: int) -> PosixResult:
         """Applies to each mapping from ``addr`` up to the first hole, then ENOMEM (B.1)."""
+        # do_mprotect_pkey's order: alignment, zero length, wrap-around, then protection.
         if addr % self.page:
-            return PosixResult(-1, EINVAL)
-        if not self._prot_valid(prot):
             return PosixResult(-1, EINVAL)
         if length == 0:
             return PosixResult(0)
         end = addr + round_up(length, self.page)
         if end > MASK64 or end > self.task_size:
             return PosixResult(-1, ENOMEM)
+        if not self._prot_valid(prot):
+            return PosixResult(-1, EINVAL)
         shown = self.shown_prot(prot)
         for seg in self.vmas.segments(addr, end):
             if seg.value is None:
@@ -204,7 +207,32 @@ class PosixVM:
             if new.writable and not seg.value.writable and self._data_over_limit(seg.size):
                 return PosixResult(-1, ENOMEM)
             self.vmas.set(seg.start, seg.end, new)
+            self._share_anon_vma(seg.start, seg.end)
         return PosixResult(0)
+
+    def _share_anon_vma(self, lo: int, hi: int) -> None:
+        """Pages that now merge with a touched neighbour share its anon_vma (B.1 merging).
+
+        The kernel merges adjacent anonymous VMAs with equal flags when at most one has an
+        anon_vma, and the merged VMA keeps it: the untouched side becomes "touched", which
+        decides whether a later PROT_NONE refunds its charge (B.2).
+        """
+        changed = True
+        while changed:
+            changed = False
+            runs = self.vmas.overlapping(lo - self.page, hi + self.page)
+            for a, b in zip(runs, runs[1:]):
+                if a.end != b.start or a.value.touched == b.value.touched:
+                    continue
+                if replace(a.value, touched=True) != replace(b.value, touched=True):
+                    continue
+                untouched = a if not a.value.touched else b
+                whole = self.vmas.run_at(untouched.start)
+                assert whole is not None
+                self.vmas.set(whole.start, whole.end, replace(whole.value, touched=True))
+                lo, hi = min(lo, whole.start), max(hi, whole.end)
+                changed = True
+                break
 
     def _reprotect(self, vma: Vma, prot: int) -> Vma:
         """mprotect_fixup's accounting: charge on first write permission, refund if untouched."""
@@ -255,6 +283,9 @@ class PosixVM:
                 hole = True
             elif advice == MADV_DONTNEED:
                 self.contents.zero(seg.start, seg.end)
+            elif advice == self.flavor.madv_free:
+                # The kernel may or may not have reclaimed the pages by the next read.
+                self.contents.forget(seg.start, seg.end)
         if hole:
             return PosixResult(-1, self.flavor.madvise_hole_errno)
         return PosixResult(0)

@@ -37,6 +37,7 @@ class RecordingBackend(Backend):
         self.granularity = inner.granularity
         self.log: list[LoggedCall] = []
         self.live: dict[int, int] = {}
+        self.fence_tripped = False
 
     def calls(self) -> list[OsCall]:
         return [entry.call for entry in self.log]
@@ -52,6 +53,7 @@ class RecordingBackend(Backend):
         assert call.addr is not None
         if not self._inside_live(call.addr, call.size):
             self.log.append(LoggedCall(call, None))
+            self.fence_tripped = True
             live = ", ".join(f"[{b:#x}, {b + n:#x})" for b, n in sorted(self.live.items()))
             raise FenceViolation(
                 f"{call} reaches outside the live reservations ({live or 'none'}); "

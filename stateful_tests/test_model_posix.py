@@ -301,6 +301,8 @@ def test_munmap_drops_contents() -> None:
     mapped(vm, BASE, 2, RW)
     fill(vm, BASE, 2, 0x11)
     assert vm.munmap(BASE, pages(2)) == OK
+    assert vm.is_unmapped(BASE, at(2))
+    assert vm.expected(BASE, pages(2)) == zeros(2)
     mapped(vm, BASE, 2, RW)
     assert vm.expected(BASE, pages(2)) == zeros(2)
 

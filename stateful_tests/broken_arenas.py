@@ -1,0 +1,66 @@
+"""Deliberately broken arenas: each changes one behaviour of ``impl.arena.Arena``.
+
+The harness must catch every one of them; a broken arena it cannot catch means a check
+is missing.
+"""
+
+from __future__ import annotations
+
+from impl.arena import Arena
+from impl.backend import Backend
+from impl.errors import OSCallFailed
+from model.geometry import Geometry
+
+
+class ContainerRoundedDown(Arena):
+    """C = R rounded *down* to CONTAINER_ALIGN: the container starts below the reservation."""
+
+    def __init__(
+        self, backend: Backend, geometry: Geometry, reservation: int, min_align: int, pool: bool
+    ) -> None:
+        super().__init__(backend, geometry, reservation, min_align, pool)
+        self._container = reservation & ~(geometry.container_align - 1)
+        self._container_end = self._container + geometry.container_size
+        self._footer = self._container + geometry.footer_offset
+        self._start = self._container_end - geometry.first_commit
+        self._cursor = self._reset_cursor()
+
+
+class UnalignedGrowCommit(Arena):
+    """A grow commits from the allocation's address instead of rounding it down to a page."""
+
+    def _grow_and_alloc(self, p: int) -> int | None:
+        if (p - self._container) & ((1 << 64) - 1) > (1 << 63) - 1:
+            return None
+        committed = self._container_end - self._start
+        doubled = max(self._start - committed, self._container)
+        new_start = min(doubled, p)
+        try:
+            self._backend.commit(new_start, self._start - new_start)
+        except OSCallFailed:
+            return None
+        self._start = new_start
+        self._cursor = p
+        return p
+
+
+class SecondFreeCallsOS(Arena):
+    """``free`` forgets to check whether the arena is already dead and releases again."""
+
+    def free(self) -> None:
+        self._release()
+
+
+def factory(cls: type[Arena]) -> object:
+    def make(backend: Backend, geometry: Geometry, min_align: int) -> Arena:
+        return cls.new(backend, geometry, min_align)
+
+    make.__name__ = f"{cls.__name__}.new"
+    return make
+
+
+BROKEN_ARENAS: dict[str, type[Arena]] = {
+    "container-rounded-down": ContainerRoundedDown,
+    "unaligned-grow-commit": UnalignedGrowCommit,
+    "second-free-calls-os": SecondFreeCallsOS,
+}
