@@ -10,6 +10,7 @@ is the size of the runs with ``account`` set, which is what Linux adds to Commit
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 
 from model.arith import MASK64, round_up
@@ -221,7 +222,7 @@ class PosixVM:
         while changed:
             changed = False
             runs = self.vmas.overlapping(lo - self.page, hi + self.page)
-            for a, b in zip(runs, runs[1:]):
+            for a, b in itertools.pairwise(runs):
                 if a.end != b.start or a.value.touched == b.value.touched:
                     continue
                 if replace(a.value, touched=True) != replace(b.value, touched=True):
