@@ -193,11 +193,12 @@ class ArenaMachine(RuleBasedStateMachine):
     def create_arena(self, min_align: int) -> ArenaHandle:
         impl = self.arena_factory(self.backend, self.geometry, min_align)
         model = ArenaModel(self.geometry, impl.reservation, min_align)
+        # Tracked before any check, so that teardown frees it even when a check fails.
+        handle = ArenaHandle(next(self._numbers), impl, model, b"")
+        self.handles.append(handle)
         self.expect_calls("new", ArenaModel.creation_calls(self.geometry, impl.reservation))
         self.confirm_committed_footer(model)
-        footer = self.backend.read(model.footer, 16)
-        handle = ArenaHandle(next(self._numbers), impl, model, footer)
-        self.handles.append(handle)
+        handle.footer = self.backend.read(model.footer, 16)
         self.check_arena(handle)
         return handle
 

@@ -28,7 +28,9 @@ EXPECTED = {
 @pytest.mark.parametrize("broken", sorted(BROKEN_ARENAS))
 def test_harness_catches(backend_name: str, geometry_name: str, broken: str) -> None:
     machine = machine_for(
-        backend_name, geometry_name, factory=factory(BROKEN_ARENAS[broken])  # type: ignore[arg-type]
+        backend_name,
+        geometry_name,
+        factory=factory(BROKEN_ARENAS[broken]),  # type: ignore[arg-type]
     )
     budget = settings(settings.default, max_examples=300, database=None, print_blob=False)
     with pytest.raises((Divergence, FenceViolation)) as caught:

@@ -1,0 +1,440 @@
+"""WindowsVMMachine: raw VirtualAlloc / VirtualFree / VirtualQuery held to the Windows model.
+
+Each rule makes one kernel32 call through the Windows backend's ctypes shapes, makes the
+same call on the model, and compares return value and last error exactly. After every
+step, a VirtualQuery walk over every live allocation must equal the model's regions.
+
+Safety: calls only ever name addresses inside the machine's own allocations, or inside
+ranges it released that the OS confirms are still free (another allocator in the process
+may take a released range at once); Windows refuses any call that spans two allocations,
+so a range running past the end of ours cannot touch a neighbour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass
+from typing import ClassVar
+
+from hypothesis import event
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    precondition,
+    rule,
+)
+
+from impl.win_backend import WindowsBackend
+from model.geometry import geometry_named
+from model.win_constants import (
+    AT_ROUND_TO_PAGE,
+    ERROR_INVALID_PARAMETER,
+    MEM_COMMIT,
+    MEM_DECOMMIT,
+    MEM_FREE,
+    MEM_RELEASE,
+    MEM_RESERVE,
+    MEM_RESET,
+    MEM_TOP_DOWN,
+    MEM_WRITE_WATCH,
+    PAGE_EXECUTE,
+    PAGE_EXECUTE_READ,
+    PAGE_EXECUTE_READWRITE,
+    PAGE_EXECUTE_WRITECOPY,
+    PAGE_GUARD,
+    PAGE_NOACCESS,
+    PAGE_READONLY,
+    PAGE_READWRITE,
+    PAGE_WRITECOPY,
+)
+from model.win_vm import MemoryBasicInformation, WindowsVM
+from stateful_tests.arena_machine import Divergence, expect, pattern
+from stateful_tests.backends import open_backend
+from stateful_tests.kernel32_standin import EmulatedKernel32
+from stateful_tests.vm_shapes import Length, Offset, lengths, offsets
+
+MAX_LIVE = 5
+SIZE_NAMES = ("page", "two pages", "0xfffc", "granule", "three granules", "reservation")
+VALID_PROTECTS = (
+    PAGE_NOACCESS,
+    PAGE_READONLY,
+    PAGE_READWRITE,
+    PAGE_EXECUTE,
+    PAGE_EXECUTE_READ,
+    PAGE_EXECUTE_READWRITE,
+    PAGE_READWRITE | PAGE_GUARD,
+)
+INVALID_PROTECTS = (0, PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY, PAGE_READONLY | PAGE_EXECUTE)
+RESERVE_TYPES = (MEM_RESERVE, MEM_RESERVE | MEM_COMMIT, MEM_COMMIT, MEM_RESERVE | MEM_TOP_DOWN)
+BAD_ALLOC_TYPES = (
+    0,
+    MEM_DECOMMIT,
+    MEM_RESERVE | MEM_COMMIT | AT_ROUND_TO_PAGE,
+    MEM_WRITE_WATCH,
+    MEM_RESET | MEM_COMMIT,
+)
+BAD_FREE_TYPES = (0, MEM_FREE, MEM_DECOMMIT | MEM_RELEASE, 0x80000)
+# The "below the granularity" offsets VirtualFree accepts as "at the base" (A.2 [T]).
+RELEASE_OFFSETS = (0, 1, 0xFFF, 0x1000, 0x1001)
+
+
+@dataclass(eq=False)
+class Region:
+    number: int
+    base: int
+    size: int
+
+    def __repr__(self) -> str:
+        return f"region{self.number}"
+
+
+def mbi_fields(mbi: object) -> MemoryBasicInformation:
+    return MemoryBasicInformation(
+        int(getattr(mbi, "BaseAddress", 0) or 0),
+        int(getattr(mbi, "AllocationBase", 0) or 0),
+        int(getattr(mbi, "AllocationProtect", 0)),
+        int(getattr(mbi, "RegionSize", 0)),
+        int(getattr(mbi, "State", 0)),
+        int(getattr(mbi, "Protect", 0)),
+        int(getattr(mbi, "Type", 0)),
+    )
+
+
+class WindowsVMMachine(RuleBasedStateMachine):
+    backend_name: ClassVar[str] = "win32-emulated"
+    geometry_name: ClassVar[str] = "small"
+
+    regions = Bundle("regions")
+    released = Bundle("released")
+
+    def __init__(self) -> None:
+        super().__init__()
+        backend = open_backend(self.backend_name)
+        assert isinstance(backend, WindowsBackend)
+        self.backend = backend
+        self.k32 = backend.k32
+        self.geometry = geometry_named(self.geometry_name, backend.page, backend.granularity)
+        self.model = WindowsVM(
+            page=backend.page,
+            granularity=backend.granularity,
+            min_address=backend.min_address,
+            max_address=backend.max_address,
+        )
+        self.numbers = itertools.count()
+        self.exact_free_sizes = isinstance(self.k32, EmulatedKernel32)
+        g = self.geometry
+        self.sizes = dict(
+            zip(
+                SIZE_NAMES, (0x1000, 0x2000, 0xFFFC, 0x10000, 0x30000, g.reserved_size), strict=True
+            )
+        )
+
+    # ---------------------------------------------------------------- helpers
+
+    def safe(self, region: Region, lo: int, hi: int) -> bool:
+        """Whether a call on ``[lo, hi)`` can touch nothing but ``region``.
+
+        Parts outside the region must be free in the OS right now: a model bug then costs
+        a failed comparison, never another allocation of this process.
+        """
+        hi = max(hi, lo + 1)
+        end = region.base + region.size
+        outside = [(lo, min(hi, region.base)), (max(lo, end), hi)]
+        if all(self.range_is_free_in_os(a, b) for a, b in outside if a < b):
+            return True
+        event("range reaches another allocation: call skipped")
+        return False
+
+    def compare(
+        self, what: str, got: tuple[int, int], want_value: int, want_error: int | None
+    ) -> None:
+        value, error = got
+        ok = value == want_value and (want_error is None or error == want_error)
+        expect(
+            ok,
+            f"{what}: OS returned {value:#x} with last error {error}, model predicts "
+            f"{want_value:#x} with error {want_error}",
+        )
+
+    def range_is_free_in_os(self, lo: int, hi: int) -> bool:
+        addr = lo
+        while addr < hi:
+            ret, _, mbi = self.backend.virtual_query(addr)
+            if ret == 0 or mbi.State != MEM_FREE:
+                return False
+            addr = int(mbi.BaseAddress or 0) + int(mbi.RegionSize)
+        return True
+
+    # ------------------------------------------------------------------ rules
+
+    @precondition(lambda self: len(self.model.allocations) < MAX_LIVE)
+    @rule(
+        target=regions,
+        size=st.sampled_from(SIZE_NAMES),
+        kind=st.sampled_from(RESERVE_TYPES),
+        protect=st.sampled_from(VALID_PROTECTS),
+    )
+    def reserve(self, size: str, kind: int, protect: int) -> Region:
+        nbytes = self.sizes[size]
+        if kind & MEM_COMMIT and nbytes > 0x30000:
+            nbytes = 0x30000  # commit charge: never commit gigabytes from a raw machine
+        got = self.backend.call(self.k32.VirtualAlloc, None, nbytes, kind, protect)
+        if got[0] == 0:
+            want = self.model.virtual_alloc(0, nbytes, kind, protect, chosen_base=None)
+            raise Divergence(
+                f"VirtualAlloc(NULL, {nbytes:#x}, {kind:#x}, {protect:#x}) failed with "
+                f"{got[1]}; model predicts {want}"
+            )
+        result = self.model.virtual_alloc(0, nbytes, kind, protect, chosen_base=got[0])
+        self.compare("VirtualAlloc(NULL)", got, result.value, result.error)
+        event(f"reserve {'+commit' if kind & MEM_COMMIT else ''}")
+        return Region(next(self.numbers), got[0], self.model.allocations[got[0]].size)
+
+    @rule(
+        size=st.sampled_from((0, 1 << 47)),
+        kind=st.sampled_from(RESERVE_TYPES + BAD_ALLOC_TYPES),
+        protect=st.sampled_from(VALID_PROTECTS + INVALID_PROTECTS),
+    )
+    def reserve_refused(self, size: int, kind: int, protect: int) -> None:
+        """Invalid sizes, types and protections: refused, nothing allocated (A.1 rows 1-4, 7)."""
+        want = self.model.virtual_alloc(0, size, kind, protect)
+        expect(not want.ok, "model: a refused reserve was accepted")
+        got = self.backend.call(self.k32.VirtualAlloc, None, size, kind, protect)
+        if got[0]:
+            self.backend.call(self.k32.VirtualFree, got[0], 0, MEM_RELEASE)
+        self.compare(f"VirtualAlloc(NULL, {size:#x}, {kind:#x}, {protect:#x})", got, 0, want.error)
+
+    @rule(
+        region=regions,
+        offset=offsets(),
+        length=lengths(),
+        kind=st.sampled_from(
+            (MEM_COMMIT, MEM_COMMIT, MEM_RESET, MEM_RESERVE, MEM_COMMIT | MEM_RESERVE)
+        ),
+        protect=st.sampled_from(VALID_PROTECTS + INVALID_PROTECTS[:2]),
+    )
+    def alloc_at(
+        self, region: Region, offset: Offset, length: Length, kind: int, protect: int
+    ) -> None:
+        """Commit, reset or reserve at an address in (or just past) an allocation of ours."""
+        if region.base not in self.model.allocations:
+            return
+        addr = offset.resolve(region.base, region.size)
+        size = length.resolve(addr, region.base, region.size)
+        if size > 0x40000 and kind & MEM_COMMIT:
+            size = 0x40000
+        if not self.safe(region, addr, addr + size):
+            return
+        want = self.model.virtual_alloc(addr, size, kind, protect)
+        got = self.backend.call(self.k32.VirtualAlloc, addr, size, kind, protect)
+        self.compare(
+            f"VirtualAlloc(+{addr - region.base:#x}, {size:#x}, {kind:#x}, {protect:#x})",
+            got,
+            want.value,
+            want.error,
+        )
+        event(f"alloc_at {kind:#x}: {'ok' if want.ok else want.error}")
+
+    @rule(region=regions, offset=offsets(), length=lengths())
+    def decommit(self, region: Region, offset: Offset, length: Length) -> None:
+        if region.base not in self.model.allocations:
+            return
+        addr = offset.resolve(region.base, region.size)
+        size = length.resolve(addr, region.base, region.size)
+        if not self.safe(region, addr, addr + size):
+            return
+        want = self.model.virtual_free(addr, size, MEM_DECOMMIT)
+        got = self.backend.call(self.k32.VirtualFree, addr, size, MEM_DECOMMIT)
+        self.compare(
+            f"VirtualFree(+{addr - region.base:#x}, {size:#x}, MEM_DECOMMIT)",
+            got,
+            want.value,
+            want.error,
+        )
+        event(f"decommit: {'ok' if want.ok else want.error}")
+
+    @rule(region=regions, offset=st.sampled_from(RELEASE_OFFSETS), size=st.sampled_from((0, 0, 1)))
+    def release_misused(self, region: Region, offset: int, size: int) -> None:
+        """MEM_RELEASE with a size, or away from the first page: refused (A.2 [T])."""
+        if region.base not in self.model.allocations or (size == 0 and offset < 0x1000):
+            return
+        want = self.model.virtual_free(region.base + offset, size, MEM_RELEASE)
+        got = self.backend.call(self.k32.VirtualFree, region.base + offset, size, MEM_RELEASE)
+        self.compare(f"VirtualFree(+{offset:#x}, {size}, MEM_RELEASE)", got, want.value, want.error)
+
+    @rule(region=regions, kind=st.sampled_from(BAD_FREE_TYPES))
+    def free_bad_type(self, region: Region, kind: int) -> None:
+        if region.base not in self.model.allocations:
+            return
+        want = self.model.virtual_free(region.base, 0, kind)
+        got = self.backend.call(self.k32.VirtualFree, region.base, 0, kind)
+        self.compare(f"VirtualFree(base, 0, {kind:#x})", got, want.value, want.error)
+        expect(want.error == ERROR_INVALID_PARAMETER, "model: a bad free type was accepted")
+
+    @rule(target=released, region=consumes(regions), offset=st.sampled_from((0, 1, 0xFFF)))
+    def release(self, region: Region, offset: int) -> Region:
+        if region.base not in self.model.allocations:
+            return region
+        want = self.model.virtual_free(region.base + offset, 0, MEM_RELEASE)
+        got = self.backend.call(self.k32.VirtualFree, region.base + offset, 0, MEM_RELEASE)
+        self.compare(f"VirtualFree(+{offset:#x}, 0, MEM_RELEASE)", got, want.value, want.error)
+        expect(
+            self.range_is_free_in_os(region.base, region.base + region.size),
+            f"{region}: still allocated after MEM_RELEASE",
+        )
+        return region
+
+    @rule(region=released, kind=st.sampled_from((MEM_RELEASE, MEM_DECOMMIT)))
+    def free_released(self, region: Region, kind: int) -> None:
+        """Releasing or decommitting freed memory: 487, while nobody took the range (A.2 [T])."""
+        if not self.range_is_free_in_os(region.base, region.base + region.size):
+            event("released range reused by another allocation: call skipped")
+            return
+        if not self.model.is_free(region.base, region.base + region.size):
+            return
+        size = 0 if kind == MEM_RELEASE else 0x1000
+        want = self.model.virtual_free(region.base, size, kind)
+        got = self.backend.call(self.k32.VirtualFree, region.base, size, kind)
+        self.compare(f"VirtualFree(released, {size}, {kind:#x})", got, want.value, want.error)
+
+    @rule(
+        region=released,
+        kind=st.sampled_from((MEM_RESERVE, MEM_RESERVE | MEM_COMMIT)),
+        delta=st.sampled_from((0, 0x1000)),
+    )
+    def reserve_at_released(self, region: Region, kind: int, delta: int) -> None:
+        """Re-reserving just-released memory returns the same (rounded) address (A.7 17)."""
+        if len(self.model.allocations) >= MAX_LIVE:
+            return
+        lo, hi = region.base, region.base + 0x2000
+        if not self.model.is_free(lo, hi) or not self.range_is_free_in_os(lo, hi):
+            event("released range reused: call skipped")
+            return
+        want = self.model.virtual_alloc(region.base + delta, 0x1000, kind, PAGE_READWRITE)
+        got = self.backend.call(
+            self.k32.VirtualAlloc, region.base + delta, 0x1000, kind, PAGE_READWRITE
+        )
+        self.compare(
+            f"VirtualAlloc(released+{delta:#x}, 0x1000, {kind:#x})", got, want.value, want.error
+        )
+        if got[0]:
+            # Hand it back at once: the bundle does not track it, the model does.
+            w = self.model.virtual_free(got[0], 0, MEM_RELEASE)
+            g = self.backend.call(self.k32.VirtualFree, got[0], 0, MEM_RELEASE)
+            self.compare("VirtualFree(re-reserved)", g, w.value, w.error)
+
+    @rule(region=regions, offset=offsets(), seed=st.integers(0, 255))
+    def write_read(self, region: Region, offset: Offset, seed: int) -> None:
+        """Bytes written to committed read-write pages read back; fresh commits read zero."""
+        if region.base not in self.model.allocations:
+            return
+        addr = offset.resolve(region.base, region.size)
+        data = pattern(seed, 16)
+        lo, hi = addr, addr + len(data)
+        if not (region.base <= lo and hi <= region.base + region.size):
+            return
+        if self.model.is_writable(lo, hi):
+            expect(
+                self.os_says_writable(lo, hi),
+                f"{region}: OS shows +{lo - region.base:#x} not writable",
+            )
+            self.backend.write(lo, data)
+            self.model.write(lo, data)
+        readable = self.model.is_committed(lo, hi) and self.os_says_readable(lo, hi)
+        if readable and all(self.readable_protect(a) for a in (lo, hi - 1)):
+            want = self.model.expected(lo, len(data))
+            if want is not None:
+                got = self.backend.read(lo, len(data))
+                expect(
+                    got == want, f"{region}: bytes at +{lo - region.base:#x} differ from the model"
+                )
+
+    def readable_protect(self, addr: int) -> bool:
+        page = self.model.state_of(addr)
+        return page is not None and page.protect in (
+            PAGE_READONLY,
+            PAGE_READWRITE,
+            PAGE_EXECUTE_READ,
+            PAGE_EXECUTE_READWRITE,
+        )
+
+    def os_says_writable(self, lo: int, hi: int) -> bool:
+        return all(
+            s.state.value == "committed" and "w" in s.prot for s in self.backend.query(lo, hi)
+        )
+
+    def os_says_readable(self, lo: int, hi: int) -> bool:
+        return all(
+            s.state.value == "committed" and "r" in s.prot for s in self.backend.query(lo, hi)
+        )
+
+    @rule(region=st.one_of(regions, released), offset=offsets())
+    def query(self, region: Region, offset: Offset) -> None:
+        addr = offset.resolve(region.base, region.size)
+        want = self.model.virtual_query(addr)
+        ret, err, mbi = self.backend.virtual_query(addr)
+        expect(
+            ret == want.value,
+            f"VirtualQuery(+{addr - region.base:#x}) returned {ret}, model {want.value}",
+        )
+        if want.info is None:
+            expect(err == want.error, f"VirtualQuery error {err}, model {want.error}")
+            return
+        self.compare_mbi(f"VirtualQuery(+{addr - region.base:#x})", mbi_fields(mbi), want.info)
+
+    def compare_mbi(
+        self, what: str, got: MemoryBasicInformation, want: MemoryBasicInformation
+    ) -> None:
+        if want.state == MEM_FREE and got.state == MEM_FREE and not self.exact_free_sizes:
+            # The model sees only its own allocations: the real free gap can end earlier,
+            # at an allocation made elsewhere in the process, never later.
+            expect(
+                0 < got.region_size <= want.region_size and got.region_size % self.model.page == 0,
+                f"{what}: free RegionSize {got.region_size:#x} is beyond the model's "
+                f"{want.region_size:#x}",
+            )
+            got = dataclasses.replace(got, region_size=want.region_size)
+        expect(got == want, f"{what}: OS {got}, model {want}")
+
+    @rule(length=st.sampled_from((0, 47)))
+    def query_refused(self, length: int) -> None:
+        """Above the user range: 0 with 87 (A.3 [D], Wine 87)."""
+        want = self.model.virtual_query(self.model.max_address + 1)
+        ret, err, _ = self.backend.virtual_query(self.model.max_address + 1)
+        expect(
+            (ret, err) == (want.value, want.error),
+            f"VirtualQuery(max + 1) gave {ret}, {err}; model {want}",
+        )
+
+    # ------------------------------------------------------------- invariants
+
+    @invariant()
+    def os_regions_match_model(self) -> None:
+        for alloc in list(self.model.allocations.values()):
+            want = self.model.regions(alloc.base, alloc.end)
+            addr = alloc.base
+            for region in want:
+                ret, err, mbi = self.backend.virtual_query(addr)
+                expect(ret != 0, f"VirtualQuery({addr:#x}) failed with {err}")
+                self.compare_mbi(f"walk at {addr:#x}", mbi_fields(mbi), region)
+                addr += region.region_size
+
+    @invariant()
+    def emulation_matches_host(self) -> None:
+        if isinstance(self.k32, EmulatedKernel32):
+            expect(
+                self.k32.model.committed_bytes == self.model.committed_bytes,
+                "commit charge differs",
+            )
+            for alloc in self.model.allocations.values():
+                problems = self.k32.host_disagreements(alloc.base, alloc.end)
+                expect(not problems, "; ".join(problems))
+
+    def teardown(self) -> None:
+        for alloc in list(self.model.allocations.values()):
+            self.model.virtual_free(alloc.base, 0, MEM_RELEASE)
+            self.backend.call(self.k32.VirtualFree, alloc.base, 0, MEM_RELEASE)

@@ -1,0 +1,56 @@
+"""Address and length shapes shared by the VM machines.
+
+Like allocation sizes, offsets and lengths are drawn relative to a region (its start or
+its end, plus a small delta around page and granularity boundaries) and resolved when
+the rule runs, so strategies never see a real address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+DELTAS = (0, 1, 2, 0xFFE, 0xFFF, 0x1000, 0x1001, 0x1FFF, 0x2000, 0x10000)
+
+
+@dataclass(frozen=True)
+class Offset:
+    """``from_end`` False: region start + delta; True: region end - delta."""
+
+    from_end: bool
+    delta: int
+
+    def resolve(self, base: int, size: int) -> int:
+        return base + size - self.delta if self.from_end else base + self.delta
+
+    def __repr__(self) -> str:
+        return f"Offset({'end' if self.from_end else 'start'}, {self.delta:#x})"
+
+
+@dataclass(frozen=True)
+class Length:
+    """``to_end``: up to the region's end plus ``delta`` (which may run past it)."""
+
+    to_end: bool
+    delta: int
+
+    def resolve(self, addr: int, base: int, size: int) -> int:
+        if self.to_end:
+            return max(base + size - addr + self.delta, 0)
+        return self.delta
+
+    def __repr__(self) -> str:
+        return f"Length({'to-end' if self.to_end else 'fixed'}, {self.delta:#x})"
+
+
+def offsets() -> st.SearchStrategy[Offset]:
+    return st.builds(Offset, st.booleans(), st.sampled_from(DELTAS))
+
+
+def lengths(past_end: bool = True) -> st.SearchStrategy[Length]:
+    end_deltas = (-0x1000, 0, 0x1000) if past_end else (-0x1000, 0)
+    return st.one_of(
+        st.builds(Length, st.just(False), st.sampled_from((0, 1, 2, 0x1000, 0x1001, 0x2000))),
+        st.builds(Length, st.just(True), st.sampled_from(end_deltas)),
+    )
