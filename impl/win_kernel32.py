@@ -77,6 +77,13 @@ class NativeKernel32:
     argtypes on it would change every other user's calls.
     """
 
+    VirtualAlloc: Any
+    VirtualFree: Any
+    VirtualQuery: Any
+    GetSystemInfo: Any
+    get_last_error: Any
+    set_last_error: Any
+
     def __init__(self) -> None:
         if sys.platform != "win32":
             raise OSError("kernel32 exists only on Windows")

@@ -121,7 +121,7 @@ class ArenaMachine(RuleBasedStateMachine):
     backend_name: ClassVar[str] = "posix-native"
     geometry_name: ClassVar[str] = "small"
     min_aligns: ClassVar[tuple[int, ...]] = MIN_ALIGNS
-    arena_factory: ClassVar[ArenaFactory] = staticmethod(Arena.new)
+    arena_factory: ClassVar[staticmethod[[Backend, Geometry, int], Any]] = staticmethod(Arena.new)
 
     arenas = Bundle("arenas")
     dead = Bundle("dead_arenas")

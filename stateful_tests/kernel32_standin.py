@@ -92,6 +92,17 @@ def _host_prot(page: PageState | None) -> int | None:
     return _HOST_READ if base in READABLE_PROTECTIONS else 0
 
 
+def _union(prots: list[int | None]) -> int | None:
+    """The most permissive of several pages' host protections (None: none committed)."""
+    committed = [p for p in prots if p is not None]
+    if not committed:
+        return None
+    merged = 0
+    for p in committed:
+        merged |= p
+    return merged
+
+
 def _structure_behind(buffer: object, cls: type[ctypes.Structure], index: int) -> Any:
     """The structure a byref(), pointer() or the structure itself refers to."""
     if isinstance(buffer, cls):
@@ -266,13 +277,7 @@ class EmulatedKernel32:
                 # so no committed emulated page ever faults.
                 page_end = min(first_whole, hi)
                 subs = self.model.pages.segments(cursor, page_end)
-                prots = [_host_prot(s.value) for s in subs]
-                committed = [p for p in prots if p is not None]
-                merged: int | None = None
-                if committed:
-                    merged = 0
-                    for p in committed:
-                        merged |= p
+                merged = _union([_host_prot(s.value) for s in subs])
                 add(cursor, page_end, merged, any(s.value is not None for s in subs))
                 cursor = page_end
             last_whole = round_down(seg.end, hp)
@@ -281,13 +286,8 @@ class EmulatedKernel32:
                 cursor = last_whole
         if cursor < hi:
             subs = self.model.pages.segments(cursor, hi)
-            prots = [p for p in (_host_prot(s.value) for s in subs) if p is not None]
-            merged_tail: int | None = None
-            if prots:
-                merged_tail = 0
-                for p in prots:
-                    merged_tail |= p
-            add(cursor, hi, merged_tail, any(s.value is not None for s in subs))
+            tail = _union([_host_prot(s.value) for s in subs])
+            add(cursor, hi, tail, any(s.value is not None for s in subs))
         return runs
 
     def _sync(self, lo: int, hi: int, discard: bool = False) -> None:

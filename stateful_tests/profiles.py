@@ -41,8 +41,8 @@ def _profile(max_examples: int, steps: int) -> settings:
 
 
 def register_profiles() -> None:
-    settings.register_profile("dev", _profile(max_examples=40, steps=40))
-    settings.register_profile("ci", _profile(max_examples=40, steps=40))
+    settings.register_profile("dev", _profile(max_examples=100, steps=50))
+    settings.register_profile("ci", _profile(max_examples=150, steps=50))
 
 
 def load_selected_profile() -> str:

@@ -32,7 +32,7 @@ def test_harness_catches(backend_name: str, geometry_name: str, broken: str) -> 
         geometry_name,
         factory=factory(BROKEN_ARENAS[broken]),  # type: ignore[arg-type]
     )
-    budget = settings(settings.default, max_examples=300, database=None, print_blob=False)
+    budget = settings(settings.default, max_examples=1000, database=None, print_blob=False)
     with pytest.raises((Divergence, FenceViolation)) as caught:
         run_state_machine_as_test(machine, settings=budget)
     assert re.search(EXPECTED[broken], str(caught.value)), str(caught.value)

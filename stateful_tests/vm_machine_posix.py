@@ -150,15 +150,33 @@ class PosixVMMachine(RuleBasedStateMachine):
         noreserve=st.booleans(),
     )
     def map(self, size: str, prot: int, noreserve: bool) -> Region:
-        length = self.sizes[size]
+        """A mapping between two guard pages of our own.
+
+        The kernel merges a new anonymous mapping into an adjacent one with equal flags
+        and takes over its anon_vma, which decides whether a later PROT_NONE refunds the
+        charge (B.2). Our own PROT_NONE NORESERVE guards differ in flags from any charged
+        mapping, so a mapping of ours never merges with memory the model does not know.
+        """
+        length = -(-self.sizes[size] // self.page) * self.page
         if prot & PROT_WRITE and not noreserve:
             length = min(length, CHARGED_CAP)
-        flags = self.anon | (self.noreserve if noreserve else 0)
-        got = self.libc.mmap(0, length, prot, flags, -1, 0)
-        expect(got.value != MAP_FAILED, f"mmap({length:#x}) failed with errno {got.errno}")
-        want = self.model.mmap(0, length, prot, flags, -1, 0, chosen=got.value)
-        self.compare(f"mmap(NULL, {length:#x}, {prot}, {flags:#x})", got, want)
-        region = Region(next(self.numbers), got.value, -(-length // self.page) * self.page)
+        guard_flags = self.anon | self.noreserve
+        span = length + 2 * self.page
+        got = self.libc.mmap(0, span, PROT_NONE, guard_flags, -1, 0)
+        expect(got.value != MAP_FAILED, f"mmap({span:#x}) failed with errno {got.errno}")
+        self.compare(
+            "mmap(guarded span)",
+            got,
+            self.model.mmap(0, span, PROT_NONE, guard_flags, chosen=got.value),
+        )
+        base = got.value + self.page
+        request = min(self.sizes[size], length)  # unrounded where it fits: mmap rounds it
+        flags = self.anon | MAP_FIXED | (self.noreserve if noreserve else 0)
+        expect(self.safe(base, base + request), "harness: MAP_FIXED outside the guarded span")
+        want = self.model.mmap(base, request, prot, flags, -1, 0)
+        got = self.libc.mmap(base, request, prot, flags, -1, 0)
+        self.compare(f"mmap(fixed, {request:#x}, {prot}, {flags:#x})", got, want)
+        region = Region(next(self.numbers), base, length)
         self.owned.append(region)
         return region
 
@@ -284,8 +302,16 @@ class PosixVMMachine(RuleBasedStateMachine):
 
     @rule(target=released, region=consumes(regions))
     def unmap_all(self, region: Region) -> Region:
-        if not self.safe(region.base, region.end):
+        """Unmap the region and its guards: the whole span goes back to the kernel."""
+        if not self.safe(region.base - self.page, region.end + self.page):
             return region
+        for lo, hi in (
+            (region.base - self.page, region.base),
+            (region.end, region.end + self.page),
+        ):
+            self.compare(
+                "munmap(guard)", self.libc.munmap(lo, hi - lo), self.model.munmap(lo, hi - lo)
+            )
         want = self.model.munmap(region.base, region.size)
         got = self.libc.munmap(region.base, region.size)
         self.compare("munmap(whole region)", got, want)
@@ -360,6 +386,6 @@ class PosixVMMachine(RuleBasedStateMachine):
                 )
 
     def teardown(self) -> None:
-        for region in self.owned:
-            if self.safe(region.base, region.end):
-                self.libc.munmap(region.base, region.size)
+        """Unmap every run the model still holds (guards included) and nothing else."""
+        for run in self.model.vmas:
+            self.libc.munmap(run.start, run.size)

@@ -1,0 +1,25 @@
+"""The ``arenacheck`` command's own behaviour."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from stateful_tests.cli import main
+
+
+def test_backends_lists_every_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends", "--require", "win32-emulated"]) == 0
+    out = capsys.readouterr().out
+    assert "win32-emulated   required  available" in out
+    assert "posix-native" in out and "win32-native" in out
+
+
+def test_backends_fails_when_a_required_one_is_missing() -> None:
+    missing = "posix-native" if sys.platform == "win32" else "win32-native"
+    assert main(["backends", "--require", missing]) == 1
+
+
+def test_backends_rejects_unknown_names() -> None:
+    assert main(["backends", "--require", "vax-vms"]) == 2
