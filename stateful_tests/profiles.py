@@ -42,7 +42,7 @@ def _profile(max_examples: int, steps: int) -> settings:
 
 def register_profiles() -> None:
     settings.register_profile("dev", _profile(max_examples=100, steps=50))
-    settings.register_profile("ci", _profile(max_examples=150, steps=50))
+    settings.register_profile("ci", _profile(max_examples=300, steps=50))
 
 
 def load_selected_profile() -> str:
