@@ -284,7 +284,9 @@ class ArenaMachine(RuleBasedStateMachine):
         if not alloc.live:
             return
         for offset, data in alloc.chunks.items():
-            got = alloc.arena.impl.read(alloc.addr + offset, len(data))
+            lo = alloc.addr + offset
+            self.confirm_committed(alloc.arena, lo, lo + len(data))
+            got = alloc.arena.impl.read(lo, len(data))
             expect(got == data, f"{alloc}: read at +{offset} returned other bytes")
 
     @rule(arena=arenas)
