@@ -214,21 +214,21 @@ class Arena:
         n = _require_int("n", n)
         if n < 0:
             raise OutOfBounds(f"length {n} is negative")
-        if not (self._cursor <= addr and addr + n <= self._footer):
+        top = self._reset_cursor()  # F, or C + ACTIVE_SIZE below a pool arena's metadata
+        if not (self._cursor <= addr and addr + n <= top):
             raise OutOfBounds(
-                f"[{addr:#x}, +{n:#x}) is outside the allocated bytes "
-                f"[{self._cursor:#x}, {self._footer:#x})"
+                f"[{addr:#x}, +{n:#x}) is outside the allocated bytes [{self._cursor:#x}, {top:#x})"
             )
         return addr, n
 
     def read(self, addr: object, n: object) -> bytes:
-        """Bytes of allocated memory; anything outside ``[P, F)`` is refused untouched."""
+        """Bytes of allocated memory ``[P, F)`` (pool: ``[P, C + ACTIVE_SIZE)``); else refused."""
         self._live()
         addr, n = self._check_span(addr, n)
         return self._backend.read(addr, n)
 
     def write(self, addr: object, data: object) -> None:
-        """Store into allocated memory; anything outside ``[P, F)`` is refused untouched."""
+        """Store into allocated memory ``[P, F)`` (pool: ``[P, C + ACTIVE_SIZE)``); else refused."""
         self._live()
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidArgumentType(f"data must be bytes-like, not {type(data).__name__}")

@@ -45,6 +45,7 @@ from stateful_tests.backends import open_backend
 from stateful_tests.kernel32_standin import EmulatedKernel32
 from stateful_tests.recording import RecordingBackend
 from stateful_tests.sizes import BAD_LAYOUTS, SizeSpec, aligns, sizes
+from stateful_tests.trace import traced
 
 ArenaFactory = Callable[[Backend, Geometry, int], Any]
 MAX_LIVE_ARENAS = 3
@@ -94,8 +95,12 @@ class ArenaHandle:
     footer: bytes
     epoch: int = 0
 
-    def __repr__(self) -> str:
+    @property
+    def trace_name(self) -> str:
         return f"arena{self.number}"
+
+    def __repr__(self) -> str:
+        return self.trace_name
 
 
 @dataclass(eq=False)
@@ -111,8 +116,12 @@ class AllocHandle:
     def live(self) -> bool:
         return self.arena.model.alive and self.arena.epoch == self.epoch
 
-    def __repr__(self) -> str:
+    @property
+    def trace_name(self) -> str:
         return f"alloc{self.number}"
+
+    def __repr__(self) -> str:
+        return self.trace_name
 
 
 class ArenaMachine(RuleBasedStateMachine):
@@ -187,6 +196,7 @@ class ArenaMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: len(self.live_arenas()) < MAX_LIVE_ARENAS)
     @rule(target=arenas, min_align=st.sampled_from(MIN_ALIGNS))
+    @traced
     def new_arena(self, min_align: int) -> ArenaHandle:
         return self.create_arena(min_align)
 
@@ -217,6 +227,7 @@ class ArenaMachine(RuleBasedStateMachine):
         align=aligns(),
         fallible=st.booleans(),
     )
+    @traced
     def alloc(self, arena: ArenaHandle, spec: SizeSpec, align: int, fallible: bool) -> Any:
         size = spec.resolve(arena.model)
         plan = arena.model.plan_alloc(size, align)
@@ -265,6 +276,7 @@ class ArenaMachine(RuleBasedStateMachine):
         return handle
 
     @rule(alloc=allocations, seed=st.integers(0, 255))
+    @traced
     def write_pattern(self, alloc: AllocHandle, seed: int) -> None:
         if not alloc.live or alloc.size == 0:
             return
@@ -279,6 +291,7 @@ class ArenaMachine(RuleBasedStateMachine):
         self.expect_calls("write", [])
 
     @rule(alloc=allocations)
+    @traced
     def read_back(self, alloc: AllocHandle) -> None:
         """The implementation's own read returns what was written."""
         if not alloc.live:
@@ -290,6 +303,7 @@ class ArenaMachine(RuleBasedStateMachine):
             expect(got == data, f"{alloc}: read at +{offset} returned other bytes")
 
     @rule(arena=arenas)
+    @traced
     def reset(self, arena: ArenaHandle) -> None:
         grown = arena.model.grows > 0
         arena.impl.reset()
@@ -300,6 +314,7 @@ class ArenaMachine(RuleBasedStateMachine):
         event("reset after grow" if grown else "reset")
 
     @rule(target=dead, arena=consumes(arenas))
+    @traced
     def free(self, arena: ArenaHandle) -> ArenaHandle:
         arena.impl.free()
         call = arena.model.free()
@@ -313,6 +328,7 @@ class ArenaMachine(RuleBasedStateMachine):
         return arena
 
     @rule(arena=dead)
+    @traced
     def double_free(self, arena: ArenaHandle) -> None:
         try:
             arena.impl.free()
@@ -329,6 +345,7 @@ class ArenaMachine(RuleBasedStateMachine):
             ["alloc", "try_alloc", "reset", "read", "write", "start", "cursor", "committed_bytes"]
         ),
     )
+    @traced
     def use_after_free(self, arena: ArenaHandle, op: str) -> None:
         m = arena.model
         actions: dict[str, Callable[[], object]] = {
@@ -351,6 +368,7 @@ class ArenaMachine(RuleBasedStateMachine):
         event("use after free")
 
     @rule(arena=arenas, bad=st.sampled_from(BAD_LAYOUTS), fallible=st.booleans())
+    @traced
     def bad_layout(self, arena: ArenaHandle, bad: tuple[object, object], fallible: bool) -> None:
         size, align = bad
         before = (arena.impl.start, arena.impl.cursor)
@@ -365,6 +383,7 @@ class ArenaMachine(RuleBasedStateMachine):
         self.expect_calls("bad layout", [])
 
     @rule(arena=arenas, case=st.sampled_from(BAD_ACCESSES))
+    @traced
     def bad_access(self, arena: ArenaHandle, case: tuple[str, str]) -> None:
         """Reads and writes outside [P, F), or with bad arguments, touch nothing."""
         op, where = case
@@ -494,6 +513,7 @@ def machine_for(
 
         @precondition(lambda self: len(self.live_arenas()) < MAX_LIVE_ARENAS)
         @rule(target=ArenaMachine.arenas, min_align=st.sampled_from(min_aligns))
+        @traced
         def new_arena(self: ArenaMachine, min_align: int) -> ArenaHandle:
             return self.create_arena(min_align)
 

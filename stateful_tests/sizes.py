@@ -14,10 +14,12 @@ from hypothesis import strategies as st
 
 from model.arena import ArenaModel
 from model.arith import ISIZE_MAX
+from stateful_tests.trace import shape
 
 BOUNDARY_KINDS = ("capacity", "double", "container", "page", "max", "isize")
 
 
+@shape
 @dataclass(frozen=True)
 class SizeSpec:
     """``kind`` names a boundary; ``delta`` is added to it.

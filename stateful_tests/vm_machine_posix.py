@@ -45,6 +45,7 @@ from model.posix_constants import (
 from model.posix_vm import MAP_FAILED, PosixResult, PosixVM
 from stateful_tests.arena_machine import expect, pattern
 from stateful_tests.backends import open_backend
+from stateful_tests.trace import traced
 from stateful_tests.vm_shapes import Length, Offset, lengths, offsets
 
 MAX_LIVE = 5
@@ -74,8 +75,12 @@ class Region:
     def end(self) -> int:
         return self.base + self.size
 
-    def __repr__(self) -> str:
+    @property
+    def trace_name(self) -> str:
         return f"region{self.number}"
+
+    def __repr__(self) -> str:
+        return self.trace_name
 
 
 def letters(prot: int) -> str:
@@ -149,6 +154,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         prot=st.sampled_from(PROTS),
         noreserve=st.booleans(),
     )
+    @traced
     def map(self, size: str, prot: int, noreserve: bool) -> Region:
         """A mapping between two guard pages of our own.
 
@@ -181,6 +187,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         return region
 
     @rule(case=st.sampled_from(("len 0", "len 2**63", "len 2**64-1", "no private", "offset 1")))
+    @traced
     def map_refused(self, case: str) -> None:
         flags = self.anon | self.noreserve
         args = {
@@ -203,6 +210,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         length=lengths(),
         prot=st.sampled_from((*PROTS, BAD_PROT)),
     )
+    @traced
     def protect(self, region: Region, offset: Offset, length: Length, prot: int) -> None:
         addr = offset.resolve(region.base, region.size)
         n = length.resolve(addr, region.base, region.size)
@@ -224,6 +232,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         return CHARGED_CAP if charged else n
 
     @rule(region=regions, case=st.sampled_from(("wraps", "len 0 unaligned")))
+    @traced
     def protect_refused(self, region: Region, case: str) -> None:
         addr, n = (region.base, (1 << 64) - self.page) if case == "wraps" else (region.base + 1, 0)
         want = self.model.mprotect(addr, n, PROT_READ)
@@ -231,6 +240,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         self.compare(f"mprotect {case}", got, want)
 
     @rule(region=regions, offset=offsets(), length=lengths(past_end=False))
+    @traced
     def unmap_part(self, region: Region, offset: Offset, length: Length) -> None:
         addr = offset.resolve(region.base, region.size)
         n = length.resolve(addr, region.base, region.size)
@@ -244,6 +254,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         event(f"munmap part: {'ok' if want.ok else want.errno}")
 
     @rule(region=regions, offset=offsets(), length=lengths(), advice=st.sampled_from(ADVICE))
+    @traced
     def advise(self, region: Region, offset: Offset, length: Length, advice: int) -> None:
         addr = offset.resolve(region.base, region.size)
         n = length.resolve(addr, region.base, region.size)
@@ -255,6 +266,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         event(f"madvise: {'ok' if want.ok else want.errno}")
 
     @rule(region=regions, offset=offsets(), length=lengths(past_end=False))
+    @traced
     def decommit(self, region: Region, offset: Offset, length: Length) -> None:
         """mmap(MAP_FIXED, PROT_NONE, NORESERVE) over part of our region: drops contents."""
         addr = offset.resolve(region.base, region.size)
@@ -267,6 +279,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         self.compare(f"mmap(+{addr - region.base:#x}, {n:#x}, MAP_FIXED)", got, want)
 
     @rule(region=regions, offset=offsets())
+    @traced
     def map_noreplace(self, region: Region, offset: Offset) -> None:
         noreplace = self.libc.flavor.map_fixed_noreplace
         addr = offset.resolve(region.base, region.size)
@@ -281,6 +294,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         event(f"noreplace: {'ok' if want.ok else want.errno}")
 
     @rule(region=regions, offset=offsets(), seed=st.integers(0, 255))
+    @traced
     def write_read(self, region: Region, offset: Offset, seed: int) -> None:
         addr = offset.resolve(region.base, region.size)
         data = pattern(seed, 16)
@@ -301,6 +315,7 @@ class PosixVMMachine(RuleBasedStateMachine):
                 expect(got == want, f"{region}: bytes at +{lo - region.base:#x} differ")
 
     @rule(target=released, region=consumes(regions))
+    @traced
     def unmap_all(self, region: Region) -> Region:
         """Unmap the region and its guards: the whole span goes back to the kernel."""
         if not self.safe(region.base - self.page, region.end + self.page):
@@ -324,6 +339,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         return region
 
     @rule(region=released, op=st.sampled_from(("munmap", "mprotect", "madvise")))
+    @traced
     def touch_released(self, region: Region, op: str) -> None:
         """A released range, while still free: munmap 0, mprotect ENOMEM, madvise ENOMEM."""
         if not self.model.is_unmapped(region.base, region.end) or not self.safe(
@@ -344,6 +360,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         self.compare(f"{op} of a released range", got, want)
 
     @rule()
+    @traced
     def accounting_flags(self) -> None:
         """B.2/B.3: smaps 'ac' exactly on charged runs, 'nr' exactly on NORESERVE ones."""
         if sys.platform != "linux" or not self.owned:

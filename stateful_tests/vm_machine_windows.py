@@ -55,6 +55,7 @@ from model.win_vm import MemoryBasicInformation, WindowsVM
 from stateful_tests.arena_machine import Divergence, expect, pattern
 from stateful_tests.backends import open_backend
 from stateful_tests.kernel32_standin import EmulatedKernel32
+from stateful_tests.trace import traced
 from stateful_tests.vm_shapes import Length, Offset, lengths, offsets
 
 MAX_LIVE = 5
@@ -88,8 +89,12 @@ class Region:
     base: int
     size: int
 
-    def __repr__(self) -> str:
+    @property
+    def trace_name(self) -> str:
         return f"region{self.number}"
+
+    def __repr__(self) -> str:
+        return self.trace_name
 
 
 def mbi_fields(mbi: object) -> MemoryBasicInformation:
@@ -178,6 +183,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         kind=st.sampled_from(RESERVE_TYPES),
         protect=st.sampled_from(VALID_PROTECTS),
     )
+    @traced
     def reserve(self, size: str, kind: int, protect: int) -> Region:
         nbytes = self.sizes[size]
         if kind & MEM_COMMIT and nbytes > 0x30000:
@@ -199,6 +205,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         kind=st.sampled_from(RESERVE_TYPES + BAD_ALLOC_TYPES),
         protect=st.sampled_from(VALID_PROTECTS + INVALID_PROTECTS),
     )
+    @traced
     def reserve_refused(self, size: int, kind: int, protect: int) -> None:
         """Invalid sizes, types and protections: refused, nothing allocated (A.1 rows 1-4, 7)."""
         want = self.model.virtual_alloc(0, size, kind, protect)
@@ -217,6 +224,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         ),
         protect=st.sampled_from(VALID_PROTECTS + INVALID_PROTECTS[:2]),
     )
+    @traced
     def alloc_at(
         self, region: Region, offset: Offset, length: Length, kind: int, protect: int
     ) -> None:
@@ -240,6 +248,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         event(f"alloc_at {kind:#x}: {'ok' if want.ok else want.error}")
 
     @rule(region=regions, offset=offsets(), length=lengths())
+    @traced
     def decommit(self, region: Region, offset: Offset, length: Length) -> None:
         if region.base not in self.model.allocations:
             return
@@ -258,6 +267,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         event(f"decommit: {'ok' if want.ok else want.error}")
 
     @rule(region=regions, offset=st.sampled_from(RELEASE_OFFSETS), size=st.sampled_from((0, 0, 1)))
+    @traced
     def release_misused(self, region: Region, offset: int, size: int) -> None:
         """MEM_RELEASE with a size, or away from the first page: refused (A.2 [T])."""
         if region.base not in self.model.allocations or (size == 0 and offset < 0x1000):
@@ -267,6 +277,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         self.compare(f"VirtualFree(+{offset:#x}, {size}, MEM_RELEASE)", got, want.value, want.error)
 
     @rule(region=regions, kind=st.sampled_from(BAD_FREE_TYPES))
+    @traced
     def free_bad_type(self, region: Region, kind: int) -> None:
         if region.base not in self.model.allocations:
             return
@@ -276,6 +287,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         expect(want.error == ERROR_INVALID_PARAMETER, "model: a bad free type was accepted")
 
     @rule(target=released, region=consumes(regions), offset=st.sampled_from((0, 1, 0xFFF)))
+    @traced
     def release(self, region: Region, offset: int) -> Region:
         if region.base not in self.model.allocations:
             return region
@@ -289,6 +301,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         return region
 
     @rule(region=released, kind=st.sampled_from((MEM_RELEASE, MEM_DECOMMIT)))
+    @traced
     def free_released(self, region: Region, kind: int) -> None:
         """Releasing or decommitting freed memory: 487, while nobody took the range (A.2 [T])."""
         if not self.range_is_free_in_os(region.base, region.base + region.size):
@@ -306,6 +319,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         kind=st.sampled_from((MEM_RESERVE, MEM_RESERVE | MEM_COMMIT)),
         delta=st.sampled_from((0, 0x1000)),
     )
+    @traced
     def reserve_at_released(self, region: Region, kind: int, delta: int) -> None:
         """Re-reserving just-released memory returns the same (rounded) address (A.7 17)."""
         if len(self.model.allocations) >= MAX_LIVE:
@@ -328,6 +342,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
             self.compare("VirtualFree(re-reserved)", g, w.value, w.error)
 
     @rule(region=regions, offset=offsets(), seed=st.integers(0, 255))
+    @traced
     def write_read(self, region: Region, offset: Offset, seed: int) -> None:
         """Bytes written to committed read-write pages read back; fresh commits read zero."""
         if region.base not in self.model.allocations:
@@ -373,6 +388,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         )
 
     @rule(region=st.one_of(regions, released), offset=offsets())
+    @traced
     def query(self, region: Region, offset: Offset) -> None:
         addr = offset.resolve(region.base, region.size)
         want = self.model.virtual_query(addr)
@@ -401,6 +417,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         expect(got == want, f"{what}: OS {got}, model {want}")
 
     @rule(length=st.sampled_from((0, 47)))
+    @traced
     def query_refused(self, length: int) -> None:
         """Above the user range: 0 with 87 (A.3 [D], Wine 87)."""
         want = self.model.virtual_query(self.model.max_address + 1)

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from stateful_tests.trace import shape
+
 DELTAS = (0, 1, 2, 0xFFE, 0xFFF, 0x1000, 0x1001, 0x1FFF, 0x2000, 0x10000)
 
 
+@shape
 @dataclass(frozen=True)
 class Offset:
     """``from_end`` False: region start + delta; True: region end - delta."""
@@ -28,6 +31,7 @@ class Offset:
         return f"Offset({'end' if self.from_end else 'start'}, {self.delta:#x})"
 
 
+@shape
 @dataclass(frozen=True)
 class Length:
     """``to_end``: up to the region's end plus ``delta`` (which may run past it)."""
