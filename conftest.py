@@ -19,15 +19,23 @@ from stateful_tests.backends import (
     unavailable_reason,
 )
 from stateful_tests.kernel32_standin import EmulatedKernel32
+from stateful_tests.plugins import DEFAULT_IMPL, PluginError, load_factory
 from stateful_tests.profiles import load_selected_profile, register_profiles
 
 REQUIRE_ENV = "ARENACHECK_REQUIRE_BACKENDS"
+IMPL_ENV = "ARENACHECK_IMPL"
 
 register_profiles()
 load_selected_profile()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--arena-impl",
+        default=os.environ.get(IMPL_ENV) or None,
+        metavar="MODULE:FACTORY",
+        help=f"the arena implementation under test (default {DEFAULT_IMPL}; env {IMPL_ENV})",
+    )
     parser.addoption(
         "--backend",
         action="append",
@@ -56,6 +64,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKEND_NAMES)}"
         )
+    impl = config.getoption("--arena-impl")
+    if impl:
+        try:
+            load_factory(impl)
+        except PluginError as e:
+            raise pytest.UsageError(str(e)) from e
     unselected = [n for n in required_backends() if n not in selected_backends(config)]
     if unselected:
         raise pytest.UsageError(
@@ -97,3 +111,10 @@ def emulated_kernel32(mocker: MockerFixture) -> MagicMock:
     """Point the Windows backend's kernel32 seam at a fresh model-backed stand-in per load."""
     patched: MagicMock = mocker.patch(SEAM, side_effect=EmulatedKernel32)
     return patched
+
+
+@pytest.fixture
+def arena_impl(request: pytest.FixtureRequest) -> str | None:
+    """The implementation named by --arena-impl or ARENACHECK_IMPL (None: the built-in one)."""
+    value: str | None = request.config.getoption("--arena-impl")
+    return value

@@ -10,11 +10,11 @@ confirm it is committed read-write, so a bug fails an assertion instead of a wor
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -43,6 +43,9 @@ from model.arith import round_down, round_up
 from model.geometry import Geometry, geometry_named
 from stateful_tests.backends import open_backend
 from stateful_tests.kernel32_standin import EmulatedKernel32
+from stateful_tests.labels import label
+from stateful_tests.picture import strips
+from stateful_tests.plugins import DEFAULT_IMPL, load_factory
 from stateful_tests.recording import RecordingBackend
 from stateful_tests.sizes import BAD_LAYOUTS, SizeSpec, aligns, sizes
 from stateful_tests.trace import traced
@@ -54,6 +57,29 @@ BAD_ACCESSES = tuple(("read", w) for w in (*_PLACES, "negative length", "float l
     ("write", w) for w in (*_PLACES, "str data")
 )
 PATTERN_CHUNK = 256
+
+
+# Every one of these must fire in a campaign: a label that never fires marks a part of the
+# arena the campaign never reached.
+REQUIRED_LABELS = (
+    "alloc: grow",
+    "alloc: grow capped at the container",
+    "alloc: full",
+    "alloc: max",
+    "alloc: max + 1 refused",
+    "alloc: isize::MAX refused",
+    "alloc: zero size",
+    "alloc: invalid layout",
+    "write",
+    "reset",
+    "reset after grow",
+    "free",
+    "double free",
+    "use after free",
+    "bad layout refused",
+    "bad read refused",
+    "bad write refused",
+)
 
 
 class Divergence(AssertionError):
@@ -131,6 +157,7 @@ class ArenaMachine(RuleBasedStateMachine):
     geometry_name: ClassVar[str] = "small"
     min_aligns: ClassVar[tuple[int, ...]] = MIN_ALIGNS
     arena_factory: ClassVar[staticmethod[[Backend, Geometry, int], Any]] = staticmethod(Arena.new)
+    arena_impl: ClassVar[str | None] = None
 
     arenas = Bundle("arenas")
     dead = Bundle("dead_arenas")
@@ -145,8 +172,27 @@ class ArenaMachine(RuleBasedStateMachine):
         self._numbers = itertools.count()
         self._alloc_numbers = itertools.count()
         self.live_allocs: list[AllocHandle] = []
+        self.notes: list[str] = []
 
     # ---------------------------------------------------------------- helpers
+
+    def note(self, line: str) -> None:
+        """What the model predicted and what happened, for a step-by-step replay."""
+        self.notes.append(line)
+
+    def pictures(self) -> list[str]:
+        """Each arena's reservation, as the model expects it and as the OS shows it."""
+        out = []
+        for h in self.handles:
+            m = h.model
+            lo, hi = m.reservation, m.reservation_end
+            model_view = expected_view(m) if m.alive else [OsSpan(lo, hi, SpanState.FREE)]
+            labels = {"R": lo, "C": m.container, "S": m.start, "P": m.cursor, "F": m.footer}
+            if h.model.alive:
+                labels.update(impl_S=h.impl.start, impl_P=h.impl.cursor)
+            rows = {"model": model_view, "OS": self.backend.query(lo, hi)}
+            out.append(f"{h} ({'live' if m.alive else 'freed'}):\n" + strips(lo, hi, rows, labels))
+        return out
 
     def live_arenas(self) -> list[ArenaHandle]:
         return [h for h in self.handles if h.model.alive]
@@ -206,6 +252,10 @@ class ArenaMachine(RuleBasedStateMachine):
         # Tracked before any check, so that teardown frees it even when a check fails.
         handle = ArenaHandle(next(self._numbers), impl, model, b"")
         self.handles.append(handle)
+        self.note(
+            f"model: R from the OS, C={model.container:#x} S={model.start:#x} P={model.cursor:#x}"
+        )
+        self.note(f"OS calls: {[str(c) for c in self.backend.calls()]}")
         self.expect_calls("new", ArenaModel.creation_calls(self.geometry, impl.reservation))
         self.confirm_committed_footer(model)
         handle.footer = self.backend.read(model.footer, 16)
@@ -242,6 +292,13 @@ class ArenaMachine(RuleBasedStateMachine):
             raised = "full" if addr is None else ""
         log = list(self.backend.log)
         commit_failed = any(entry.error is not None for entry in log)
+        self.note(
+            f"model: {plan.outcome.value}"
+            + (f" at {plan.address:#x}" if plan.address is not None else "")
+            + (f", grow with {plan.commit}" if plan.commit else "")
+        )
+        shown = "raised " + raised if raised else hex(addr) if addr is not None else "None"
+        self.note(f"impl: {shown}; OS calls: {[str(e.call) for e in log]}")
         predicted = [] if plan.commit is None else [plan.commit]
         self.expect_calls(f"alloc({size}, {align})", predicted)
         if plan.outcome is Outcome.INVALID_LAYOUT:
@@ -249,7 +306,7 @@ class ArenaMachine(RuleBasedStateMachine):
                 raised == "invalid-layout", f"alloc({size}, {align}): {plan.reason}, not refused"
             )
             self.check_unchanged(arena, before, "a refused alloc")
-            event("alloc: invalid layout")
+            label("alloc: invalid layout")
             return multiple()
         result = arena.model.apply_alloc(plan, size, commit_succeeded=not commit_failed)
         if result is None:
@@ -259,7 +316,11 @@ class ArenaMachine(RuleBasedStateMachine):
                 f"returned {addr if addr is None else hex(addr)}",
             )
             self.check_unchanged(arena, before, "a failed alloc")
-            event("alloc: full" if not commit_failed else "alloc: commit refused by the OS")
+            label("alloc: full" if not commit_failed else "alloc: commit refused by the OS")
+            if spec == SizeSpec("max", 1):
+                label("alloc: max + 1 refused")
+            if spec.kind == "isize":
+                label("alloc: isize::MAX refused")
             return multiple()
         expect(
             addr == result,
@@ -270,7 +331,11 @@ class ArenaMachine(RuleBasedStateMachine):
         expect(result % a == 0, f"alloc({size}, {align}) at {result:#x} is not {a}-aligned")
         if plan.grows:
             capped = plan.new_start == arena.model.container
-            event("alloc: grow capped at the container" if capped else "alloc: grow")
+            label("alloc: grow capped at the container" if capped else "alloc: grow")
+        if spec == SizeSpec("max", 0):
+            label("alloc: max")
+        if size == 0:
+            label("alloc: zero size")
         handle = AllocHandle(next(self._alloc_numbers), arena, result, size, arena.epoch)
         self.live_allocs.append(handle)
         return handle
@@ -288,6 +353,7 @@ class ArenaMachine(RuleBasedStateMachine):
             self.confirm_committed(alloc.arena, alloc.addr + offset, alloc.addr + offset + n)
             alloc.arena.impl.write(alloc.addr + offset, data)
             alloc.chunks[offset] = data
+            label("write")
         self.expect_calls("write", [])
 
     @rule(alloc=allocations)
@@ -311,13 +377,14 @@ class ArenaMachine(RuleBasedStateMachine):
         arena.epoch += 1
         self.live_allocs = [a for a in self.live_allocs if a.live]
         self.expect_calls("reset", [])
-        event("reset after grow" if grown else "reset")
+        label("reset after grow" if grown else "reset")
 
     @rule(target=dead, arena=consumes(arenas))
     @traced
     def free(self, arena: ArenaHandle) -> ArenaHandle:
         arena.impl.free()
         call = arena.model.free()
+        self.note(f"model: {call}; OS calls: {[str(c) for c in self.backend.calls()]}")
         self.expect_calls("free", [call])
         view = self.backend.query(arena.model.reservation, arena.model.reservation_end)
         expect(
@@ -325,6 +392,7 @@ class ArenaMachine(RuleBasedStateMachine):
             f"{arena}: after free the OS still shows {describe(view, arena.model.container)}",
         )
         self.live_allocs = [a for a in self.live_allocs if a.live]
+        label("free")
         return arena
 
     @rule(arena=dead)
@@ -337,7 +405,7 @@ class ArenaMachine(RuleBasedStateMachine):
         else:
             raise Divergence(f"{arena}: a second free was not refused")
         self.expect_calls("double free", [])
-        event("double free")
+        label("double free")
 
     @rule(
         arena=dead,
@@ -365,7 +433,7 @@ class ArenaMachine(RuleBasedStateMachine):
         else:
             raise Divergence(f"{arena}: {op} after free was not refused")
         self.expect_calls(f"{op} after free", [])
-        event("use after free")
+        label("use after free")
 
     @rule(arena=arenas, bad=st.sampled_from(BAD_LAYOUTS), fallible=st.booleans())
     @traced
@@ -380,6 +448,7 @@ class ArenaMachine(RuleBasedStateMachine):
         else:
             raise Divergence(f"alloc({size!r}, {align!r}) was not refused")
         self.check_unchanged(arena, before, "a bad layout")
+        label("bad layout refused")
         self.expect_calls("bad layout", [])
 
     @rule(arena=arenas, case=st.sampled_from(BAD_ACCESSES))
@@ -410,6 +479,7 @@ class ArenaMachine(RuleBasedStateMachine):
         else:
             raise Divergence(f"{op} {where} was not refused")
         self.expect_calls("bad access", [])
+        label(f"bad {op} refused")
 
     # ------------------------------------------------------------- invariants
 
@@ -500,15 +570,23 @@ def machine_for(
     geometry_name: str,
     min_aligns: tuple[int, ...] = MIN_ALIGNS,
     factory: ArenaFactory | None = None,
+    impl: str | None = None,
 ) -> type[ArenaMachine]:
-    """A configured ArenaMachine subclass (one per test, so each has its own database key)."""
+    """A configured ArenaMachine subclass, named after its configuration.
+
+    The name keys Hypothesis's example database, so each configuration keeps its own
+    examples. ``impl`` names the implementation as ``MODULE:FACTORY``; a regression file
+    records it, so a replay runs the same implementation unless told otherwise.
+    """
+    if factory is None:
+        factory = load_factory(impl or DEFAULT_IMPL)
     attrs: dict[str, object] = {
         "backend_name": backend_name,
         "geometry_name": geometry_name,
         "min_aligns": min_aligns,
+        "arena_impl": impl,
+        "arena_factory": staticmethod(factory),
     }
-    if factory is not None:
-        attrs["arena_factory"] = staticmethod(factory)
     if min_aligns != MIN_ALIGNS:
 
         @precondition(lambda self: len(self.live_arenas()) < MAX_LIVE_ARENAS)
@@ -518,5 +596,10 @@ def machine_for(
             return self.create_arena(min_align)
 
         attrs["new_arena"] = new_arena
-    name = f"ArenaMachine_{backend_name}_{geometry_name}".replace("-", "_")
-    return type(name, (ArenaMachine,), attrs)
+    parts = [backend_name, geometry_name, "align" + "-".join(map(str, min_aligns))]
+    if impl is not None and impl != DEFAULT_IMPL:
+        parts.append(impl.replace(":", ".").rsplit(".", 1)[-1])
+    elif factory is not Arena.new:
+        parts.append(getattr(factory, "__name__", "custom"))
+    name = "ArenaMachine_" + "_".join(parts)
+    return type(re.sub(r"\W", "_", name), (ArenaMachine,), attrs)

@@ -1,10 +1,11 @@
-"""The ``arenacheck`` command."""
+"""The ``arenacheck`` command: backends, replay, campaign."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from stateful_tests.backends import BACKEND_NAMES, unavailable_reason
 
@@ -25,17 +26,66 @@ def cmd_backends(args: argparse.Namespace) -> int:
     return 1 if missing else 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-run a regression file or trace step by step; 1 at a divergence, 0 if none."""
+    from stateful_tests.replay import IncompatibleBackend, load_program, replay_program
+
+    program = load_program(args.file)
+    backend = args.backend or program["found_on"]
+    print(f"replaying {args.file}: {program['machine']} on {backend}")
+    print(f"recorded failure: {program['error']}")
+    try:
+        replay_program(program, backend, impl=args.arena_impl, out=sys.stdout)
+    except IncompatibleBackend as e:
+        print(f"cannot replay on {backend}: {e}", file=sys.stderr)
+        return 2
+    except Exception:
+        return 1
+    return 0
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from stateful_tests.campaign import run_campaign
+    from stateful_tests.profiles import register_profiles
+
+    reason = unavailable_reason(args.backend)
+    if reason is not None:
+        print(f"backend {args.backend} unavailable: {reason}", file=sys.stderr)
+        return 2
+    register_profiles()
+    return run_campaign(args.backend, args.minutes, args.jobs, Path(args.failures))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="arenacheck",
         description="Property-based model checking of virtual-memory arena allocators.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
     backends = sub.add_parser("backends", help="list the backends this machine can run")
     backends.add_argument(
         "--require", metavar="NAMES", help="comma-separated backends that must be available"
     )
     backends.set_defaults(func=cmd_backends)
+
+    replay = sub.add_parser("replay", help="re-run a regression file or trace step by step")
+    replay.add_argument("file", help="failures/<machine>-<hash>.py or .json")
+    replay.add_argument(
+        "--backend", choices=BACKEND_NAMES, help="default: where the failure was found"
+    )
+    replay.add_argument(
+        "--arena-impl", metavar="MODULE:FACTORY", help="replay against another implementation"
+    )
+    replay.set_defaults(func=cmd_replay)
+
+    campaign = sub.add_parser("campaign", help="run every machine of a backend for minutes")
+    campaign.add_argument("--backend", required=True, choices=BACKEND_NAMES)
+    campaign.add_argument("--minutes", type=float, required=True)
+    campaign.add_argument("-j", "--jobs", type=int, default=1, help="worker processes")
+    campaign.add_argument("--failures", default="failures", help="where regression files go")
+    campaign.set_defaults(func=cmd_campaign)
+
     args = parser.parse_args(argv)
     status: int = args.func(args)
     return status

@@ -14,6 +14,7 @@ Invariant: after every call, host protections equal what the model's page states
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import sys
 from typing import Any, Protocol
@@ -28,18 +29,34 @@ from model.win_constants import (
     MAX_APPLICATION_ADDRESS,
     MEM_COMMIT,
     MEM_DECOMMIT,
+    MEM_FREE,
+    MEM_PRIVATE,
     MEM_RELEASE,
     MEM_RESERVE,
     MEM_RESET,
     MIN_APPLICATION_ADDRESS,
+    PAGE_EXECUTE,
+    PAGE_EXECUTE_READ,
+    PAGE_EXECUTE_READWRITE,
     PAGE_GUARD,
+    PAGE_NOACCESS,
+    PAGE_READONLY,
+    PAGE_READWRITE,
     PAGE_SIZE,
     READABLE_PROTECTIONS,
     WRITABLE_PROTECTIONS,
 )
-from model.win_vm import PageState, WindowsVM, WinResult
+from model.win_vm import MemoryBasicInformation, PageState, WindowsVM, WinResult
 
 PROCESSOR_ARCHITECTURE_AMD64 = 9
+# Host protections of foreign mappings, as Windows protection constants.
+_FOREIGN_PROTECT = {
+    "r--": PAGE_READONLY,
+    "rw-": PAGE_READWRITE,
+    "r-x": PAGE_EXECUTE_READ,
+    "rwx": PAGE_EXECUTE_READWRITE,
+    "--x": PAGE_EXECUTE,
+}
 _HOST_READ = 1
 _HOST_WRITE = 2
 
@@ -231,7 +248,7 @@ class EmulatedKernel32:
         if q.info is None:
             self._last_error = q.error or 0
             return 0
-        info = q.info
+        info = q.info if q.info.state != MEM_FREE else self._foreign_or_free(q.info)
         mbi.BaseAddress = info.base_address or None
         mbi.AllocationBase = info.allocation_base or None
         mbi.AllocationProtect = info.allocation_protect
@@ -241,6 +258,31 @@ class EmulatedKernel32:
         mbi.Protect = info.protect
         mbi.Type = info.type
         return q.value
+
+    def _foreign_or_free(self, info: MemoryBasicInformation) -> MemoryBasicInformation:
+        """Free space in the model may hold another mapping of the host process.
+
+        Real Windows would report that memory as someone else's allocation, and a free
+        region as ending where the next one starts; so does the stand-in, or a caller
+        checking "is this range free?" would be told yes about memory it must not touch.
+        """
+        base = info.base_address
+        spans = self.host.query(base, base + info.region_size)
+        first = spans[0] if spans else None
+        if first is None or first.state is SpanState.FREE:
+            end = first.end if first is not None else base + info.region_size
+            return dataclasses.replace(info, region_size=end - base)
+        protect = _FOREIGN_PROTECT.get(first.prot, PAGE_NOACCESS)
+        state = MEM_RESERVE if first.state is SpanState.RESERVED else MEM_COMMIT
+        return MemoryBasicInformation(
+            base,
+            round_down(base, PAGE_SIZE),
+            PAGE_NOACCESS,
+            first.end - base,
+            state,
+            0 if state == MEM_RESERVE else protect,
+            MEM_PRIVATE,
+        )
 
     def GetSystemInfo(self, buffer: object) -> None:  # noqa: N802
         si = _structure_behind(buffer, SYSTEM_INFO, 1)

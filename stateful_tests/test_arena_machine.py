@@ -1,21 +1,24 @@
 """ArenaMachine on every available backend and both geometries.
 
 Split by MIN_ALIGN so that ``-n auto`` has enough independent tests to keep every core
-busy; each split is a distinct machine class with its own example-database key.
+busy; each split is a distinct machine class with its own example-database key. The
+implementation is the built-in arena unless ``--arena-impl`` names another.
 """
 
 from __future__ import annotations
 
 import pytest
-from hypothesis.stateful import run_state_machine_as_test
 
 from stateful_tests.arena_machine import machine_for
+from stateful_tests.runner import run_machine
 
 MIN_ALIGN_SPLITS = {"align1-2": (1, 2), "align4-16": (4, 8, 16)}
 
 
 @pytest.mark.parametrize("geometry_name", ["oxc", "small"])
 @pytest.mark.parametrize("split", sorted(MIN_ALIGN_SPLITS))
-def test_arena_machine(backend_name: str, geometry_name: str, split: str) -> None:
-    machine = machine_for(backend_name, geometry_name, MIN_ALIGN_SPLITS[split])
-    run_state_machine_as_test(machine)
+def test_arena_machine(
+    backend_name: str, geometry_name: str, split: str, arena_impl: str | None
+) -> None:
+    machine = machine_for(backend_name, geometry_name, MIN_ALIGN_SPLITS[split], impl=arena_impl)
+    run_machine(machine, backend_name=backend_name)

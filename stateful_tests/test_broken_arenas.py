@@ -7,14 +7,15 @@ Hypothesis reports a failure, and that the failure names the expected problem.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from hypothesis.stateful import run_state_machine_as_test
 
 from stateful_tests.arena_machine import Divergence, machine_for
-from stateful_tests.broken_arenas import BROKEN_ARENAS, factory
+from stateful_tests.broken_arenas import BROKEN_ARENAS
 from stateful_tests.recording import FenceViolation
+from stateful_tests.runner import run_machine
 
 # What the first failure must say (the message of the assertion that caught it).
 EXPECTED = {
@@ -26,13 +27,15 @@ EXPECTED = {
 
 @pytest.mark.parametrize("geometry_name", ["small", "oxc"])
 @pytest.mark.parametrize("broken", sorted(BROKEN_ARENAS))
-def test_harness_catches(backend_name: str, geometry_name: str, broken: str) -> None:
-    machine = machine_for(
-        backend_name,
-        geometry_name,
-        factory=factory(BROKEN_ARENAS[broken]),  # type: ignore[arg-type]
-    )
+def test_harness_catches(
+    backend_name: str, geometry_name: str, broken: str, tmp_path: Path
+) -> None:
+    impl = f"stateful_tests.broken_arenas:{BROKEN_ARENAS[broken].__name__}"
+    machine = machine_for(backend_name, geometry_name, impl=impl)
     budget = settings(settings.default, max_examples=1000, database=None, print_blob=False)
     with pytest.raises((Divergence, FenceViolation)) as caught:
-        run_state_machine_as_test(machine, settings=budget)
+        run_machine(
+            machine, backend_name=backend_name, run_settings=budget, write_failures_to=tmp_path
+        )
     assert re.search(EXPECTED[broken], str(caught.value)), str(caught.value)
+    assert len(list(tmp_path.glob("ArenaMachine-*.py"))) == 1, "no regression file written"

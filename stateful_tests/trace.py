@@ -14,6 +14,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from stateful_tests.labels import RULES
+
 F = TypeVar("F", bound=Callable[..., Any])
 JSON = Any
 
@@ -83,6 +85,7 @@ def traced(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(self: Any, **kwargs: Any) -> Any:
         step = Step(fn.__name__, {k: to_data(v) for k, v in kwargs.items()})
+        RULES[fn.__name__] += 1
         self.__dict__.setdefault("trace", []).append(step)
         result = fn(self, **kwargs)
         step.result = trace_name(result)

@@ -17,7 +17,6 @@ import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
-from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -45,6 +44,7 @@ from model.posix_constants import (
 from model.posix_vm import MAP_FAILED, PosixResult, PosixVM
 from stateful_tests.arena_machine import expect, pattern
 from stateful_tests.backends import open_backend
+from stateful_tests.labels import label
 from stateful_tests.trace import traced
 from stateful_tests.vm_shapes import Length, Offset, lengths, offsets
 
@@ -129,7 +129,7 @@ class PosixVMMachine(RuleBasedStateMachine):
             if seg.value is None:
                 view = self.backend.query(seg.start, seg.end)
                 if any(s.state is not SpanState.FREE for s in view):
-                    event("range reaches a mapping we do not own: call skipped")
+                    label("range reaches a mapping we do not own: call skipped")
                     return False
         return True
 
@@ -221,7 +221,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         want = self.model.mprotect(addr, n, prot)
         got = self.libc.mprotect(addr, n, prot)
         self.compare(f"mprotect(+{addr - region.base:#x}, {n:#x}, {prot:#x})", got, want)
-        event(f"mprotect: {'ok' if want.ok else want.errno}")
+        label(f"mprotect: {'ok' if want.ok else want.errno}")
 
     def charge_room(self, addr: int, n: int) -> int:
         """Cap writable ranges over charged mappings, so commit charge stays small."""
@@ -251,7 +251,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         want = self.model.munmap(addr, n)
         got = self.libc.munmap(addr, n)
         self.compare(f"munmap(+{addr - region.base:#x}, {n:#x})", got, want)
-        event(f"munmap part: {'ok' if want.ok else want.errno}")
+        label(f"munmap part: {'ok' if want.ok else want.errno}")
 
     @rule(region=regions, offset=offsets(), length=lengths(), advice=st.sampled_from(ADVICE))
     @traced
@@ -263,7 +263,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         want = self.model.madvise(addr, n, advice)
         got = self.libc.madvise(addr, n, advice)
         self.compare(f"madvise(+{addr - region.base:#x}, {n:#x}, {advice})", got, want)
-        event(f"madvise: {'ok' if want.ok else want.errno}")
+        label(f"madvise: {'ok' if want.ok else want.errno}")
 
     @rule(region=regions, offset=offsets(), length=lengths(past_end=False))
     @traced
@@ -291,7 +291,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         want = self.model.mmap(addr, self.page, PROT_NONE, flags, -1, 0)
         got = self.libc.mmap(addr, self.page, PROT_NONE, flags, -1, 0)
         self.compare(f"mmap(+{addr - region.base:#x}, NOREPLACE)", got, want)
-        event(f"noreplace: {'ok' if want.ok else want.errno}")
+        label(f"noreplace: {'ok' if want.ok else want.errno}")
 
     @rule(region=regions, offset=offsets(), seed=st.integers(0, 255))
     @traced
@@ -306,7 +306,7 @@ class PosixVMMachine(RuleBasedStateMachine):
             expect(all("w" in s.prot for s in view), f"{region}: kernel shows {view} not writable")
             self.backend.write(lo, data)
             self.model.write(lo, data)
-            event("write")
+            label("write")
         if self.model.is_readable(lo, hi):
             expect(all("r" in s.prot for s in view), f"{region}: kernel shows {view} not readable")
             want = self.model.expected(lo, len(data))

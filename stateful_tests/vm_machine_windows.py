@@ -17,7 +17,6 @@ import itertools
 from dataclasses import dataclass
 from typing import ClassVar
 
-from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -55,6 +54,7 @@ from model.win_vm import MemoryBasicInformation, WindowsVM
 from stateful_tests.arena_machine import Divergence, expect, pattern
 from stateful_tests.backends import open_backend
 from stateful_tests.kernel32_standin import EmulatedKernel32
+from stateful_tests.labels import label
 from stateful_tests.trace import traced
 from stateful_tests.vm_shapes import Length, Offset, lengths, offsets
 
@@ -130,7 +130,9 @@ class WindowsVMMachine(RuleBasedStateMachine):
             max_address=backend.max_address,
         )
         self.numbers = itertools.count()
-        self.exact_free_sizes = isinstance(self.k32, EmulatedKernel32)
+        # Other code in the process allocates too (the stand-in reports the host's other
+        # mappings as allocations), so a free gap can end earlier than the model says.
+        self.exact_free_sizes = False
         g = self.geometry
         self.sizes = dict(
             zip(
@@ -151,7 +153,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         outside = [(lo, min(hi, region.base)), (max(lo, end), hi)]
         if all(self.range_is_free_in_os(a, b) for a, b in outside if a < b):
             return True
-        event("range reaches another allocation: call skipped")
+        label("range reaches another allocation: call skipped")
         return False
 
     def compare(
@@ -197,7 +199,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
             )
         result = self.model.virtual_alloc(0, nbytes, kind, protect, chosen_base=got[0])
         self.compare("VirtualAlloc(NULL)", got, result.value, result.error)
-        event(f"reserve {'+commit' if kind & MEM_COMMIT else ''}")
+        label(f"reserve {'+commit' if kind & MEM_COMMIT else ''}")
         return Region(next(self.numbers), got[0], self.model.allocations[got[0]].size)
 
     @rule(
@@ -245,7 +247,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
             want.value,
             want.error,
         )
-        event(f"alloc_at {kind:#x}: {'ok' if want.ok else want.error}")
+        label(f"alloc_at {kind:#x}: {'ok' if want.ok else want.error}")
 
     @rule(region=regions, offset=offsets(), length=lengths())
     @traced
@@ -264,7 +266,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
             want.value,
             want.error,
         )
-        event(f"decommit: {'ok' if want.ok else want.error}")
+        label(f"decommit: {'ok' if want.ok else want.error}")
 
     @rule(region=regions, offset=st.sampled_from(RELEASE_OFFSETS), size=st.sampled_from((0, 0, 1)))
     @traced
@@ -305,7 +307,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
     def free_released(self, region: Region, kind: int) -> None:
         """Releasing or decommitting freed memory: 487, while nobody took the range (A.2 [T])."""
         if not self.range_is_free_in_os(region.base, region.base + region.size):
-            event("released range reused by another allocation: call skipped")
+            label("released range reused by another allocation: call skipped")
             return
         if not self.model.is_free(region.base, region.base + region.size):
             return
@@ -326,7 +328,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
             return
         lo, hi = region.base, region.base + 0x2000
         if not self.model.is_free(lo, hi) or not self.range_is_free_in_os(lo, hi):
-            event("released range reused: call skipped")
+            label("released range reused: call skipped")
             return
         want = self.model.virtual_alloc(region.base + delta, 0x1000, kind, PAGE_READWRITE)
         got = self.backend.call(
@@ -400,7 +402,13 @@ class WindowsVMMachine(RuleBasedStateMachine):
         if want.info is None:
             expect(err == want.error, f"VirtualQuery error {err}, model {want.error}")
             return
-        self.compare_mbi(f"VirtualQuery(+{addr - region.base:#x})", mbi_fields(mbi), want.info)
+        got = mbi_fields(mbi)
+        if want.info.state == MEM_FREE and got.state != MEM_FREE:
+            # The model holds every allocation of ours, and release is checked the moment
+            # it happens: what stands where the model sees free space belongs to others.
+            label("query: another allocation where the model sees free space")
+            return
+        self.compare_mbi(f"VirtualQuery(+{addr - region.base:#x})", got, want.info)
 
     def compare_mbi(
         self, what: str, got: MemoryBasicInformation, want: MemoryBasicInformation
