@@ -40,3 +40,27 @@ class OSCallFailed(ArenaError, OSError):
         self.detail = detail
         text = f"{call} failed with code {code}"
         super().__init__(f"{text}: {detail}" if detail else text)
+
+
+class PoolError(ArenaError):
+    """Base of every error the arena pool raises on purpose; each leaves the pool unchanged."""
+
+
+class PoolCreationFailed(PoolError, MemoryError):
+    """The pool could not create the arenas its behaviour needs; nothing stays reserved."""
+
+
+class PoolEmpty(PoolError):
+    """``get`` on an empty pool in the POSIX behaviour, which never waits."""
+
+
+class PoolClosed(PoolError):
+    """The pool was closed: ``get`` and ``add`` are refused and waiting threads are woken."""
+
+
+class PoolMisuse(PoolError, ValueError):
+    """An arena the pool did not hand out, a second share, or a bad pool parameter."""
+
+
+class ReleaseRefused(PoolError, DoubleFree):
+    """A release by an owner that no longer owns the memory; no OS call, no memory touched."""

@@ -224,7 +224,14 @@ class WindowsVM:
         if not valid_protection(protect):
             return ERROR_INVALID_PARAMETER
         if address == 0:
-            return ERROR_INVALID_PARAMETER if alloc_type & MEM_RESET else None
+            if alloc_type & MEM_RESET:
+                return ERROR_INVALID_PARAMETER
+            # The range [0, size) must end inside user space (A.1 row 5: Wine's limit check,
+            # ReactOS "Region size would overflow into kernel-memory"); a size that passes
+            # but fits in no free range is row 7's 8, decided when the range is placed.
+            if round_up(size, self.page) > self.max_address + 1:
+                return ERROR_INVALID_PARAMETER
+            return None
         if address < self.min_address:
             return ERROR_INVALID_PARAMETER
         end = round_up(address + size, self.page)

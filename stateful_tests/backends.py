@@ -3,6 +3,8 @@
 ``posix-native``: mmap/mprotect/munmap on this Linux or macOS kernel. ``win32-native``:
 the real kernel32 (Windows only). ``win32-emulated``: the unchanged Windows backend
 with its kernel32 seam pointed at the model-backed stand-in; available everywhere.
+``win32-wine``: the unchanged Windows backend over Wine's kernel32, in a server process
+under Debian's wine64 (Linux with wine64 and the mingw-w64 compiler).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from impl.backend import Backend
 from impl.posix_backend import PosixBackend
 from impl.win_backend import WindowsBackend
 from stateful_tests.kernel32_standin import EmulatedKernel32
+from stateful_tests.wine_kernel32 import WIN32_WINE, WineBackend
+from stateful_tests.wine_kernel32 import unavailable_reason as wine_unavailable_reason
 
 POSIX_NATIVE = "posix-native"
 WIN32_EMULATED = "win32-emulated"
 WIN32_NATIVE = "win32-native"
-BACKEND_NAMES = (POSIX_NATIVE, WIN32_EMULATED, WIN32_NATIVE)
+BACKEND_NAMES = (POSIX_NATIVE, WIN32_EMULATED, WIN32_NATIVE, WIN32_WINE)
 SEAM = "impl.win_backend.load_kernel32"
 
 
@@ -39,6 +43,8 @@ def unavailable_reason(name: str) -> str | None:
         if sys.platform != "win32":
             return f"win32-native needs the real kernel32.dll; this is {sys.platform}"
         return None
+    if name == WIN32_WINE:
+        return wine_unavailable_reason()
     raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKEND_NAMES)}")
 
 
@@ -63,6 +69,8 @@ def open_backend(name: str) -> Backend:
         return PosixBackend()
     if name == WIN32_NATIVE:
         return WindowsBackend()
+    if name == WIN32_WINE:
+        return WineBackend()
     backend = WindowsBackend(name=WIN32_EMULATED)
     if not isinstance(backend.k32, EmulatedKernel32):
         raise RuntimeError(
@@ -78,6 +86,7 @@ __all__ = [
     "POSIX_NATIVE",
     "WIN32_EMULATED",
     "WIN32_NATIVE",
+    "WIN32_WINE",
     "family",
     "open_backend",
     "standin_installed",

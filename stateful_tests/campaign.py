@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import queue
 import sys
 import time
@@ -26,7 +27,7 @@ from stateful_tests import labels
 from stateful_tests.arena_machine import REQUIRED_LABELS, machine_for
 from stateful_tests.backends import WIN32_EMULATED, standin_installed
 from stateful_tests.machines import vm_machine_for
-from stateful_tests.profiles import DATABASE_DIR, database_from
+from stateful_tests.profiles import DATABASE_ENV, database_from, local_database_dir
 
 GEOMETRIES = ("small", "oxc")
 CHUNK_EXAMPLES = 20
@@ -51,7 +52,7 @@ def _worker(backend: str, deadline: float, worker: int, out: Any, failures_dir: 
         max_examples=CHUNK_EXAMPLES,
         stateful_step_count=50,
         deadline=None,
-        database=database_from(None, DATABASE_DIR),
+        database=database_from(os.environ.get(DATABASE_ENV), local_database_dir()),
         print_blob=False,
         report_multiple_bugs=False,
     )

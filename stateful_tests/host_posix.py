@@ -22,15 +22,16 @@ class PosixHostMemory:
         self._noreplace = flavor.map_fixed_noreplace
         self._view = PosixBackend(self.libc)
 
-    def reserve(self, size: int, align: int) -> int | None:
-        """``size`` bytes at an ``align``-aligned base, or None when the host is out of room."""
-        r = self.libc.mmap(0, size + align, PROT_NONE, self._flags, -1, 0)
+    def reserve(self, size: int, align: int, skew: int = 0) -> int | None:
+        """``size`` bytes at an ``align``-aligned base plus ``skew``; None when out of room."""
+        span = size + align + skew
+        r = self.libc.mmap(0, span, PROT_NONE, self._flags, -1, 0)
         if r.value == MAP_FAILED:
             return None
-        base = (r.value + align - 1) & ~(align - 1)
+        base = ((r.value + align - 1) & ~(align - 1)) + skew
         if base > r.value:
             self.libc.munmap(r.value, base - r.value)
-        tail = r.value + size + align - (base + size)
+        tail = r.value + span - (base + size)
         if tail:
             self.libc.munmap(base + size, tail)
         return base

@@ -27,12 +27,12 @@ class WindowsHostMemory:
         self._view = WindowsBackend(self._k32)
         self.page = self._view.page
 
-    def reserve(self, size: int, align: int) -> int | None:
-        base = self._k32.VirtualAlloc(None, size + align, MEM_RESERVE, PAGE_NOACCESS)
+    def reserve(self, size: int, align: int, skew: int = 0) -> int | None:
+        base = self._k32.VirtualAlloc(None, size + align + skew, MEM_RESERVE, PAGE_NOACCESS)
         if not base:
             return None
         self._k32.VirtualFree(base, 0, MEM_RELEASE)
-        aligned = (int(base) + align - 1) & ~(align - 1)
+        aligned = ((int(base) + align - 1) & ~(align - 1)) + skew
         # Release, then re-reserve inside the range just seen free: racy, but only other
         # threads of this process could take it, and a loss is reported as "no room".
         return aligned if self.reserve_at(aligned, size) else None

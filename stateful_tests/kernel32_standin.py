@@ -64,7 +64,7 @@ _HOST_WRITE = 2
 class HostMemory(Protocol):
     page: int
 
-    def reserve(self, size: int, align: int) -> int | None: ...
+    def reserve(self, size: int, align: int, skew: int = 0) -> int | None: ...
 
     def reserve_at(self, addr: int, size: int) -> bool: ...
 
@@ -147,6 +147,7 @@ class EmulatedKernel32:
         )
         self._last_error = 0
         self.call_count = 0
+        self._placements = 0
 
     # ------------------------------------------------------------ last error
 
@@ -192,7 +193,13 @@ class EmulatedKernel32:
         if rounded > self.model.max_address + 1 - self.model.min_address:
             self._last_error = ERROR_NOT_ENOUGH_MEMORY
             return None
-        base = self.host.reserve(rounded, ALLOCATION_GRANULARITY)
+        # Windows bases are 64 KiB-aligned and nothing more; a host kernel that aligns large
+        # mappings further (Linux does, for transparent huge pages) would hide every bug
+        # that only shows on a base that is not. Step through the 64 KiB slots of a 2 MiB
+        # block, the same sequence for every stand-in, so replays see the same bases.
+        skew = (self._placements * 7 % 32) * ALLOCATION_GRANULARITY
+        self._placements += 1
+        base = self.host.reserve(rounded, ALLOCATION_GRANULARITY, skew)
         if base is None:
             self._last_error = ERROR_NOT_ENOUGH_MEMORY
             return None

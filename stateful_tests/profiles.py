@@ -11,8 +11,9 @@ from changing what a run means.
 | nightly   | thousands of examples and longer programs                               |
 | replay    | only the explicit and reuse phases: replays what the database holds     |
 
-The database is the local ``.hypothesis/examples`` directory, which is safe under xdist
-(atomic renames), unless ``ARENACHECK_DATABASE`` says otherwise:
+The database is the local ``.hypothesis/examples`` directory (``ARENACHECK_DATABASE_DIR``
+moves it), which is safe under xdist (atomic renames), unless ``ARENACHECK_DATABASE`` says
+otherwise:
 ``redis://host:port/N`` shares examples through a Redis server, and
 ``github-artifact:OWNER/REPO/ARTIFACT`` also reads failures uploaded by earlier CI runs
 (read-only); either is combined with the local directory.
@@ -34,6 +35,7 @@ from hypothesis.database import (
 
 PROFILE_ENV = "ARENACHECK_PROFILE"
 DATABASE_ENV = "ARENACHECK_DATABASE"
+DATABASE_DIR_ENV = "ARENACHECK_DATABASE_DIR"
 DEFAULT_PROFILE = "dev"
 PROFILES = ("dev", "ci", "nightly", "replay")
 DETERMINISTIC_PROFILES = frozenset({"ci"})
@@ -97,10 +99,15 @@ def _profile(
     )
 
 
+def local_database_dir() -> Path:
+    """The local example database: ARENACHECK_DATABASE_DIR, else ``.hypothesis/examples``."""
+    return Path(os.environ.get(DATABASE_DIR_ENV) or DATABASE_DIR)
+
+
 def register_profiles(database_spec: str | None = None) -> None:
     """Register every profile; the database comes from ``database_spec`` or the environment."""
     spec = database_spec if database_spec is not None else os.environ.get(DATABASE_ENV)
-    db = database_from(spec)
+    db = database_from(spec, local_database_dir())
     settings.register_profile("dev", _profile(db, max_examples=100, steps=50))
     settings.register_profile("ci", _profile(db, max_examples=300, steps=50))
     settings.register_profile("nightly", _profile(db, max_examples=5000, steps=200))
@@ -118,3 +125,14 @@ def load_selected_profile() -> str:
 
 def current_profile_name() -> str:
     return settings.get_current_profile_name()
+
+
+_LOADED: list[str] = []
+
+
+def ensure_profiles_loaded() -> str:
+    """Register the profiles and load the selected one, once per process."""
+    if not _LOADED:
+        register_profiles()
+        _LOADED.append(load_selected_profile())
+    return _LOADED[0]

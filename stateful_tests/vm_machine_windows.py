@@ -4,6 +4,11 @@ Each rule makes one kernel32 call through the Windows backend's ctypes shapes, m
 same call on the model, and compares return value and last error exactly. After every
 step, a VirtualQuery walk over every live allocation must equal the model's regions.
 
+A backend that is not Windows may answer differently only where a row of
+``stateful_tests.wine_allowances`` for that backend names the exact call, the model's
+prediction and the backend's answer; such a step records a label (a Hypothesis event)
+naming the row. Every other difference fails.
+
 Safety: calls only ever name addresses inside the machine's own allocations, or inside
 ranges it released that the OS confirms are still free (another allocator in the process
 may take a released range at once); Windows refuses any call that spans two allocations,
@@ -28,6 +33,7 @@ from hypothesis.stateful import (
 )
 
 from impl.win_backend import WindowsBackend
+from model.arith import round_down
 from model.geometry import geometry_named
 from model.win_constants import (
     AT_ROUND_TO_PAGE,
@@ -50,13 +56,23 @@ from model.win_constants import (
     PAGE_READWRITE,
     PAGE_WRITECOPY,
 )
-from model.win_vm import MemoryBasicInformation, WindowsVM
+from model.win_vm import MemoryBasicInformation, WindowsVM, WinResult
 from stateful_tests.arena_machine import Divergence, expect, pattern
 from stateful_tests.backends import open_backend
 from stateful_tests.kernel32_standin import EmulatedKernel32
 from stateful_tests.labels import label
 from stateful_tests.trace import traced
 from stateful_tests.vm_shapes import Length, Offset, lengths, offsets
+from stateful_tests.wine_allowances import (
+    IN_ALLOCATION,
+    IN_FREE_MEMORY,
+    NO_ADDRESS,
+    Allowance,
+    Answer,
+    Call,
+    allowance_for,
+)
+from stateful_tests.wine_kernel32 import WineBackend
 
 MAX_LIVE = 5
 SIZE_NAMES = ("page", "two pages", "0xfffc", "granule", "three granules", "reservation")
@@ -95,6 +111,29 @@ class Region:
 
     def __repr__(self) -> str:
         return self.trace_name
+
+
+def judge(
+    backend: str, call: Call, what: str, got: tuple[int, int], want: WinResult
+) -> Allowance | None:
+    """None when the backend answered as the model predicts; else the allowance excusing it.
+
+    Raises Divergence when they differ and no row of ``backend`` in the allowance table
+    matches the call, the prediction and the answer exactly. The last error is compared
+    only when the model predicts a failure: a successful call leaves it alone.
+    """
+    value, error = got
+    if value == want.value and (want.error is None or error == want.error):
+        return None
+    predicted, answered = Answer(want.value, want.error), Answer(value, error)
+    allowance = allowance_for(backend, call, predicted, answered)
+    if allowance is None:
+        raise Divergence(
+            f"{what}: {backend} returned {value:#x} with last error {error}, model predicts "
+            f"{want.value:#x} with error {want.error} ({call.situation}; no allowance of "
+            f"{backend} covers it)"
+        )
+    return allowance
 
 
 def mbi_fields(mbi: object) -> MemoryBasicInformation:
@@ -151,21 +190,43 @@ class WindowsVMMachine(RuleBasedStateMachine):
         hi = max(hi, lo + 1)
         end = region.base + region.size
         outside = [(lo, min(hi, region.base)), (max(lo, end), hi)]
-        if all(self.range_is_free_in_os(a, b) for a, b in outside if a < b):
+        if all(self.range_is_available(a, b) for a, b in outside if a < b):
             return True
         label("range reaches another allocation: call skipped")
         return False
 
-    def compare(
-        self, what: str, got: tuple[int, int], want_value: int, want_error: int | None
-    ) -> None:
-        value, error = got
-        ok = value == want_value and (want_error is None or error == want_error)
-        expect(
-            ok,
-            f"{what}: OS returned {value:#x} with last error {error}, model predicts "
-            f"{want_value:#x} with error {want_error}",
-        )
+    def range_is_available(self, lo: int, hi: int) -> bool:
+        """Free in the OS, and not held by anything VirtualQuery cannot see.
+
+        Under Wine, VirtualQuery reports memory Wine holds for itself as free; the Wine
+        process's own Linux view says what that is. On Windows VirtualQuery sees everything.
+        """
+        if not self.range_is_free_in_os(lo, hi):
+            return False
+        if isinstance(self.backend, WineBackend) and self.backend.host_mappings(lo, hi):
+            label("range held by Wine itself, free to VirtualQuery: call skipped")
+            return False
+        return True
+
+    def situation(self, addr: int) -> str:
+        """What the page at ``addr`` is in the model, before the call (see wine_allowances)."""
+        if addr == 0:
+            return NO_ADDRESS
+        page = round_down(addr, self.model.page)
+        return IN_FREE_MEMORY if self.model.allocation_at(page) is None else IN_ALLOCATION
+
+    def alloc_call(self, addr: int, size: int, kind: int, protect: int) -> Call:
+        args = (("size", size), ("alloc_type", kind), ("protect", protect))
+        return Call("VirtualAlloc", self.situation(addr), args)
+
+    def free_call(self, addr: int, size: int, kind: int) -> Call:
+        return Call("VirtualFree", self.situation(addr), (("size", size), ("free_type", kind)))
+
+    def compare(self, call: Call, what: str, got: tuple[int, int], want: WinResult) -> None:
+        """The backend's answer against the model's, through the allowance table."""
+        allowance = judge(self.backend.name, call, what, got, want)
+        if allowance is not None:
+            label(f"{self.backend.name} allowance: {allowance.name}")
 
     def range_is_free_in_os(self, lo: int, hi: int) -> bool:
         addr = lo
@@ -197,8 +258,9 @@ class WindowsVMMachine(RuleBasedStateMachine):
                 f"VirtualAlloc(NULL, {nbytes:#x}, {kind:#x}, {protect:#x}) failed with "
                 f"{got[1]}; model predicts {want}"
             )
+        call = self.alloc_call(0, nbytes, kind, protect)
         result = self.model.virtual_alloc(0, nbytes, kind, protect, chosen_base=got[0])
-        self.compare("VirtualAlloc(NULL)", got, result.value, result.error)
+        self.compare(call, "VirtualAlloc(NULL)", got, result)
         label(f"reserve {'+commit' if kind & MEM_COMMIT else ''}")
         return Region(next(self.numbers), got[0], self.model.allocations[got[0]].size)
 
@@ -209,13 +271,14 @@ class WindowsVMMachine(RuleBasedStateMachine):
     )
     @traced
     def reserve_refused(self, size: int, kind: int, protect: int) -> None:
-        """Invalid sizes, types and protections: refused, nothing allocated (A.1 rows 1-4, 7)."""
+        """Invalid sizes, types and protections: refused, nothing allocated (A.1 rows 1-5)."""
+        call = self.alloc_call(0, size, kind, protect)
         want = self.model.virtual_alloc(0, size, kind, protect)
         expect(not want.ok, "model: a refused reserve was accepted")
         got = self.backend.call(self.k32.VirtualAlloc, None, size, kind, protect)
         if got[0]:
             self.backend.call(self.k32.VirtualFree, got[0], 0, MEM_RELEASE)
-        self.compare(f"VirtualAlloc(NULL, {size:#x}, {kind:#x}, {protect:#x})", got, 0, want.error)
+        self.compare(call, f"VirtualAlloc(NULL, {size:#x}, {kind:#x}, {protect:#x})", got, want)
 
     @rule(
         region=regions,
@@ -237,15 +300,19 @@ class WindowsVMMachine(RuleBasedStateMachine):
         size = length.resolve(addr, region.base, region.size)
         if size > 0x40000 and kind & MEM_COMMIT:
             size = 0x40000
-        if not self.safe(region, addr, addr + size):
+        # A reservation starts at the allocation-granularity boundary below the address
+        # (A.1): that whole range must be ours or free.
+        lo = round_down(addr, self.model.granularity) if kind & MEM_RESERVE else addr
+        if not self.safe(region, lo, addr + size):
             return
+        call = self.alloc_call(addr, size, kind, protect)
         want = self.model.virtual_alloc(addr, size, kind, protect)
         got = self.backend.call(self.k32.VirtualAlloc, addr, size, kind, protect)
         self.compare(
+            call,
             f"VirtualAlloc(+{addr - region.base:#x}, {size:#x}, {kind:#x}, {protect:#x})",
             got,
-            want.value,
-            want.error,
+            want,
         )
         label(f"alloc_at {kind:#x}: {'ok' if want.ok else want.error}")
 
@@ -258,13 +325,11 @@ class WindowsVMMachine(RuleBasedStateMachine):
         size = length.resolve(addr, region.base, region.size)
         if not self.safe(region, addr, addr + size):
             return
+        call = self.free_call(addr, size, MEM_DECOMMIT)
         want = self.model.virtual_free(addr, size, MEM_DECOMMIT)
         got = self.backend.call(self.k32.VirtualFree, addr, size, MEM_DECOMMIT)
         self.compare(
-            f"VirtualFree(+{addr - region.base:#x}, {size:#x}, MEM_DECOMMIT)",
-            got,
-            want.value,
-            want.error,
+            call, f"VirtualFree(+{addr - region.base:#x}, {size:#x}, MEM_DECOMMIT)", got, want
         )
         label(f"decommit: {'ok' if want.ok else want.error}")
 
@@ -274,18 +339,20 @@ class WindowsVMMachine(RuleBasedStateMachine):
         """MEM_RELEASE with a size, or away from the first page: refused (A.2 [T])."""
         if region.base not in self.model.allocations or (size == 0 and offset < 0x1000):
             return
+        call = self.free_call(region.base + offset, size, MEM_RELEASE)
         want = self.model.virtual_free(region.base + offset, size, MEM_RELEASE)
         got = self.backend.call(self.k32.VirtualFree, region.base + offset, size, MEM_RELEASE)
-        self.compare(f"VirtualFree(+{offset:#x}, {size}, MEM_RELEASE)", got, want.value, want.error)
+        self.compare(call, f"VirtualFree(+{offset:#x}, {size}, MEM_RELEASE)", got, want)
 
     @rule(region=regions, kind=st.sampled_from(BAD_FREE_TYPES))
     @traced
     def free_bad_type(self, region: Region, kind: int) -> None:
         if region.base not in self.model.allocations:
             return
+        call = self.free_call(region.base, 0, kind)
         want = self.model.virtual_free(region.base, 0, kind)
         got = self.backend.call(self.k32.VirtualFree, region.base, 0, kind)
-        self.compare(f"VirtualFree(base, 0, {kind:#x})", got, want.value, want.error)
+        self.compare(call, f"VirtualFree(base, 0, {kind:#x})", got, want)
         expect(want.error == ERROR_INVALID_PARAMETER, "model: a bad free type was accepted")
 
     @rule(target=released, region=consumes(regions), offset=st.sampled_from((0, 1, 0xFFF)))
@@ -293,9 +360,10 @@ class WindowsVMMachine(RuleBasedStateMachine):
     def release(self, region: Region, offset: int) -> Region:
         if region.base not in self.model.allocations:
             return region
+        call = self.free_call(region.base + offset, 0, MEM_RELEASE)
         want = self.model.virtual_free(region.base + offset, 0, MEM_RELEASE)
         got = self.backend.call(self.k32.VirtualFree, region.base + offset, 0, MEM_RELEASE)
-        self.compare(f"VirtualFree(+{offset:#x}, 0, MEM_RELEASE)", got, want.value, want.error)
+        self.compare(call, f"VirtualFree(+{offset:#x}, 0, MEM_RELEASE)", got, want)
         expect(
             self.range_is_free_in_os(region.base, region.base + region.size),
             f"{region}: still allocated after MEM_RELEASE",
@@ -306,15 +374,16 @@ class WindowsVMMachine(RuleBasedStateMachine):
     @traced
     def free_released(self, region: Region, kind: int) -> None:
         """Releasing or decommitting freed memory: 487, while nobody took the range (A.2 [T])."""
-        if not self.range_is_free_in_os(region.base, region.base + region.size):
+        if not self.range_is_available(region.base, region.base + region.size):
             label("released range reused by another allocation: call skipped")
             return
         if not self.model.is_free(region.base, region.base + region.size):
             return
         size = 0 if kind == MEM_RELEASE else 0x1000
+        call = self.free_call(region.base, size, kind)
         want = self.model.virtual_free(region.base, size, kind)
         got = self.backend.call(self.k32.VirtualFree, region.base, size, kind)
-        self.compare(f"VirtualFree(released, {size}, {kind:#x})", got, want.value, want.error)
+        self.compare(call, f"VirtualFree(released, {size}, {kind:#x})", got, want)
 
     @rule(
         region=released,
@@ -327,21 +396,21 @@ class WindowsVMMachine(RuleBasedStateMachine):
         if len(self.model.allocations) >= MAX_LIVE:
             return
         lo, hi = region.base, region.base + 0x2000
-        if not self.model.is_free(lo, hi) or not self.range_is_free_in_os(lo, hi):
+        if not self.model.is_free(lo, hi) or not self.range_is_available(lo, hi):
             label("released range reused: call skipped")
             return
+        call = self.alloc_call(region.base + delta, 0x1000, kind, PAGE_READWRITE)
         want = self.model.virtual_alloc(region.base + delta, 0x1000, kind, PAGE_READWRITE)
         got = self.backend.call(
             self.k32.VirtualAlloc, region.base + delta, 0x1000, kind, PAGE_READWRITE
         )
-        self.compare(
-            f"VirtualAlloc(released+{delta:#x}, 0x1000, {kind:#x})", got, want.value, want.error
-        )
+        self.compare(call, f"VirtualAlloc(released+{delta:#x}, 0x1000, {kind:#x})", got, want)
         if got[0]:
             # Hand it back at once: the bundle does not track it, the model does.
+            back = self.free_call(got[0], 0, MEM_RELEASE)
             w = self.model.virtual_free(got[0], 0, MEM_RELEASE)
             g = self.backend.call(self.k32.VirtualFree, got[0], 0, MEM_RELEASE)
-            self.compare("VirtualFree(re-reserved)", g, w.value, w.error)
+            self.compare(back, "VirtualFree(re-reserved)", g, w)
 
     @rule(region=regions, offset=offsets(), seed=st.integers(0, 255))
     @traced
