@@ -144,6 +144,8 @@ def build_dir() -> Path:
     The directory must belong to this user and be writable by nobody else: a library loaded
     from it runs in this process, so anyone able to replace it could run code here.
     """
+    if sys.platform == "win32":
+        raise CompileError("the C arena is not built on Windows")
     chosen = os.environ.get(BUILD_DIR_ENV, "").strip()
     if chosen:
         directory = Path(chosen)

@@ -11,10 +11,12 @@
  *
  * Conventions
  * -----------
- * - Every function returns an int status, one of enum c_arena_status, and delivers values
- *   through out-parameters. On any status other than C_ARENA_OK, out-parameters are set to
- *   0 / NULL where the pointer itself is valid, and the arena is exactly as it was before
- *   the call (a failed free leaves the arena alive; nothing else fails half-way).
+ * - Every function but c_arena_abi_version returns an int status, one of enum
+ *   c_arena_status, and delivers values through out-parameters. On any status other than
+ *   C_ARENA_OK, the result out-parameters are set to 0 / NULL where the pointer itself is
+ *   valid (c_arena_create's os_error, which explains a failure, aside), and the arena is
+ *   exactly as it was before the call (a failed free leaves the arena alive; nothing fails
+ *   half-way).
  * - Addresses and sizes are uint64_t. All address arithmetic is 64-bit and wraps modulo
  *   2^64, as in the Rust original; the ABI needs a 64-bit address space (a 6 GiB
  *   reservation would not fit in less).

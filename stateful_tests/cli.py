@@ -32,7 +32,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     program = load_program(args.file)
     backend = args.backend or program["found_on"]
-    print(f"replaying {args.file}: {program['machine']} on {backend}")
+    config = ", ".join(f"{k} {v}" for k, v in program["machine"].items() if k != "machine")
+    print(f"replaying {args.file}: {program['machine']['machine']} ({config}) on {backend}")
     print(f"recorded failure: {program['error']}")
     try:
         replay_program(program, backend, impl=args.arena_impl, out=sys.stdout)

@@ -44,11 +44,13 @@ def strips(lo: int, hi: int, rows: dict[str, list[OsSpan]], labels: dict[str, in
     # Labels: a caret under each labelled address, names stacked when they collide.
     marks = [" "] * (starts[-1] + 1)
     names: list[str] = []
-    for label, addr in sorted(labels.items(), key=lambda kv: kv[1]):
+    by_addr: dict[int, list[str]] = {}
+    for label, addr in labels.items():
         if lo <= addr <= hi:
-            col = starts[points.index(addr)]
-            marks[col] = "^"
-            names.append(f"{label}=+{addr - lo:#x}")
+            by_addr.setdefault(addr, []).append(label)
+    for addr in sorted(by_addr):
+        marks[starts[points.index(addr)]] = "^"
+        names.append("=".join(by_addr[addr]) + f"=+{addr - lo:#x}")
     lines.append(" " * head + " " + "".join(marks).rstrip())
     lines.append(" " * head + " " + "  ".join(names))
     return "\n".join(lines)

@@ -95,11 +95,14 @@ def c_backend_name(backend_name: str, c_library: CArenaLibrary) -> str:
 
 
 @pytest.fixture
-def posix_backend() -> RecordingBackend:
+def posix_backend() -> Iterator[RecordingBackend]:
+    """The native POSIX backend behind a fence; a reservation left at the end is a leak."""
     reason = unavailable_reason(POSIX_NATIVE)
     if reason is not None:
         pytest.skip(reason)
-    return RecordingBackend(PosixBackend())
+    backend = RecordingBackend(PosixBackend())
+    yield backend
+    assert not backend.release_leftovers(), "a reservation was leaked"
 
 
 def calls(backend: RecordingBackend) -> list[str]:
@@ -638,3 +641,64 @@ def test_a_backend_with_remote_memory_is_refused(
     # The library's own mmap needs nothing from the backend's memory.
     arena = CArena.new(remote, small_geometry(remote), direct=True, library=c_library)
     arena.free()
+
+
+@pytest.mark.parametrize("first", [32 * KIB, 100 * KIB])
+def test_grow_after_an_uneven_commit_is_capped_at_the_container(
+    c_library: CArenaLibrary, posix_backend: RecordingBackend, first: int
+) -> None:
+    """A first grow beyond doubling leaves a commit that is no power of two; doubling it
+    again must stop at C, never reach below it. Each step against the model, call for call."""
+    geometry = small_geometry(posix_backend)
+    arena = CArena.new(posix_backend, geometry, library=c_library)
+    model = ArenaModel(geometry, arena.reservation)
+    calls(posix_backend)
+    try:
+        size = first
+        while True:
+            plan = model.plan_alloc(size, 1)
+            addr = arena.try_alloc(size)
+            made = calls(posix_backend)
+            assert made == ([] if plan.commit is None else [str(plan.commit)])
+            assert addr == model.apply_alloc(plan, size)
+            assert (arena.start, arena.cursor) == (model.start, model.cursor)
+            if addr is None:
+                break
+            size = model.capacity + 1  # always one byte more than fits: a grow every time
+        assert model.start == model.container, "the commit grew to the whole container"
+        assert arena.committed_bytes == geometry.container_size
+    finally:
+        arena.free()
+
+
+def test_destroy_releases_a_live_arena_first(
+    c_library: CArenaLibrary, faulty: FaultyBackend
+) -> None:
+    lib = c_library
+    handle, bridge = create_raw(lib, faulty, small_geometry(faulty))
+    r = lib.get("reservation", handle)[1]
+    calls(faulty)
+    refused = OSCallFailed("munmap", errno.EINVAL)
+    faulty.release_raises = refused
+    assert lib.destroy(handle) == Status.RELEASE_FAILED
+    assert bridge.take() == [refused], "the callback kept what the backend raised"
+    assert lib.alive(handle) == (Status.OK, True), "kept, so that it can still be released"
+    assert lib.last_os_error(handle) == (Status.OK, errno.EINVAL)
+    assert lib.destroy(handle) == Status.OK
+    assert calls(faulty) == [f"release({r:#x}, {small_geometry(faulty).reserved_size:#x})"]
+
+
+def test_a_reservation_the_os_refuses_fails_creation(
+    c_library: CArenaLibrary, posix_backend: RecordingBackend
+) -> None:
+    """2**47 bytes and more: beyond the user address space that mmap hands out by default."""
+    g = small_geometry(posix_backend)
+    huge = Geometry("huge", g.page, g.granularity, 1 << 47, g.block_size, g.first_commit)
+    with pytest.raises(OSCallFailed) as through_backend:
+        CArena.new(posix_backend, huge, library=c_library)
+    assert through_backend.value.call == "mmap"
+    with pytest.raises(OSCallFailed) as direct:
+        CArena.new(posix_backend, huge, direct=True, library=c_library)
+    assert (direct.value.call, direct.value.code) == ("mmap", through_backend.value.code)
+    assert direct.value.code == errno.ENOMEM
+    assert calls(posix_backend) == [f"reserve(anywhere, {huge.reserved_size:#x})"]

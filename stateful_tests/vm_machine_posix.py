@@ -12,6 +12,7 @@ MAP_FIXED running into it would then change or destroy someone else's memory.
 
 from __future__ import annotations
 
+import errno as errno_module
 import itertools
 import sys
 from dataclasses import dataclass
@@ -81,6 +82,11 @@ class Region:
 
     def __repr__(self) -> str:
         return self.trace_name
+
+
+def outcome(result: PosixResult) -> str:
+    """``ok`` or the errno's name, for labels."""
+    return "ok" if result.ok else errno_module.errorcode.get(result.errno or 0, str(result.errno))
 
 
 def letters(prot: int) -> str:
@@ -221,7 +227,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         want = self.model.mprotect(addr, n, prot)
         got = self.libc.mprotect(addr, n, prot)
         self.compare(f"mprotect(+{addr - region.base:#x}, {n:#x}, {prot:#x})", got, want)
-        label(f"mprotect: {'ok' if want.ok else want.errno}")
+        label(f"mprotect: {outcome(want)}")
 
     def charge_room(self, addr: int, n: int) -> int:
         """Cap writable ranges over charged mappings, so commit charge stays small."""
@@ -251,7 +257,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         want = self.model.munmap(addr, n)
         got = self.libc.munmap(addr, n)
         self.compare(f"munmap(+{addr - region.base:#x}, {n:#x})", got, want)
-        label(f"munmap part: {'ok' if want.ok else want.errno}")
+        label(f"munmap part: {outcome(want)}")
 
     @rule(region=regions, offset=offsets(), length=lengths(), advice=st.sampled_from(ADVICE))
     @traced
@@ -263,7 +269,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         want = self.model.madvise(addr, n, advice)
         got = self.libc.madvise(addr, n, advice)
         self.compare(f"madvise(+{addr - region.base:#x}, {n:#x}, {advice})", got, want)
-        label(f"madvise: {'ok' if want.ok else want.errno}")
+        label(f"madvise: {outcome(want)}")
 
     @rule(region=regions, offset=offsets(), length=lengths(past_end=False))
     @traced
@@ -291,7 +297,7 @@ class PosixVMMachine(RuleBasedStateMachine):
         want = self.model.mmap(addr, self.page, PROT_NONE, flags, -1, 0)
         got = self.libc.mmap(addr, self.page, PROT_NONE, flags, -1, 0)
         self.compare(f"mmap(+{addr - region.base:#x}, NOREPLACE)", got, want)
-        label(f"noreplace: {'ok' if want.ok else want.errno}")
+        label(f"noreplace: {outcome(want)}")
 
     @rule(region=regions, offset=offsets(), seed=st.integers(0, 255))
     @traced
