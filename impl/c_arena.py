@@ -437,9 +437,10 @@ class BackendBridge:
 
     def _failed(self, exc: BaseException) -> int:
         self.pending.append(exc)
-        if isinstance(exc, OSCallFailed) and exc.code != 0:
-            return exc.code
-        return CALLBACK_RAISED
+        # The code as a C int would hold it (a Windows DWORD may not fit), and never 0:
+        # that would read as success.
+        code = ctypes.c_int(exc.code).value if isinstance(exc, OSCallFailed) else 0
+        return code if code != 0 else CALLBACK_RAISED
 
     def _reserve(self, ctx: int | None, size: int, base: ctypes._Pointer[ctypes.c_uint64]) -> int:
         try:

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 from hypothesis.errors import Flaky
 
 from stateful_tests.arena_machine import Divergence, machine_for
@@ -54,7 +54,14 @@ def test_harness_catches(
 ) -> None:
     impl = f"stateful_tests.broken_arenas:{BROKEN_ARENAS[broken].__name__}"
     machine = machine_for(backend_name, geometry_name, impl=impl)
-    budget = settings(settings.default, max_examples=1000, database=None, print_blob=False)
+    # Detection is what is tested here; shrinking (tested with regression files) is skipped.
+    budget = settings(
+        settings.default,
+        max_examples=1000,
+        database=None,
+        print_blob=False,
+        phases=[Phase.generate],
+    )
     with pytest.raises((Divergence, FenceViolation, Flaky)) as caught:
         run_machine(
             machine, backend_name=backend_name, run_settings=budget, write_failures_to=tmp_path

@@ -29,11 +29,13 @@ from model.win_constants import (
     MEM_COMMIT,
     MEM_DECOMMIT,
     MEM_RELEASE,
+    MEM_RESERVE,
     MEM_RESET,
     PAGE_EXECUTE,
     PAGE_EXECUTE_WRITECOPY,
     PAGE_NOACCESS,
     PAGE_READONLY,
+    PAGE_SIZE,
     PAGE_WRITECOPY,
 )
 from model.win_vm import MemoryBasicInformation
@@ -193,7 +195,9 @@ def expected_instead(
         return None if counterfactual is None else counterfactual(rule.argument, rule.value)
     run = call.fact(SAME_PROTECTION_RUN)
     info = predicted.info
-    if info is None or run is None or not 0 < run < info.region_size:
+    if info is None or info.state != MEM_RESERVE or run is None:
+        return None
+    if not 0 < run < info.region_size or run % PAGE_SIZE:
         return None
     return dataclasses.replace(predicted, info=dataclasses.replace(info, region_size=run))
 

@@ -1,0 +1,359 @@
+"""The allowance table: every row sourced, matched exactly, and only for its own backend.
+
+A difference between the Windows model and a backend that no row covers must fail, whatever
+the backend; a row must excuse exactly the answer it names and nothing near it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from impl.win_backend import WindowsBackend
+from model.win_constants import (
+    ERROR_INVALID_ADDRESS,
+    ERROR_INVALID_PARAMETER,
+    MEM_COMMIT,
+    MEM_DECOMMIT,
+    MEM_FREE,
+    MEM_PRIVATE,
+    MEM_RELEASE,
+    MEM_RESERVE,
+    MEM_RESET,
+    PAGE_EXECUTE_READ,
+    PAGE_NOACCESS,
+    PAGE_READWRITE,
+    SIZEOF_MEMORY_BASIC_INFORMATION,
+)
+from model.win_vm import MemoryBasicInformation, WindowsVM
+from stateful_tests import wine_allowances
+from stateful_tests.arena_machine import Divergence
+from stateful_tests.backends import (
+    BACKEND_NAMES,
+    WIN32_EMULATED,
+    WIN32_NATIVE,
+    WIN32_WINE,
+    family,
+    standin_installed,
+)
+from stateful_tests.machines import vm_machine_for
+from stateful_tests.vm_machine_windows import Region, WindowsVMMachine, judge
+from stateful_tests.wine_allowances import (
+    ALLOWANCES,
+    IN_ALLOCATION,
+    IN_FREE_MEMORY,
+    INSIDE_ONE_ALLOCATION,
+    NOT_INSIDE_ONE_ALLOCATION,
+    RESERVED_PROTECTIONS_DIFFER,
+    SAME_PROTECTION_RUN,
+    Allowance,
+    Answer,
+    AsWindowsWith,
+    Call,
+    Fails,
+    RegionCutAtProtection,
+    rows_for,
+)
+
+BASE = 0x7F0000000000
+
+
+def release_twice() -> Call:
+    return Call("VirtualFree", IN_FREE_MEMORY, (("size", 0), ("free_type", MEM_RELEASE)))
+
+
+def reserved(region_size: int) -> MemoryBasicInformation:
+    return MemoryBasicInformation(
+        BASE, BASE, PAGE_READWRITE, region_size, MEM_RESERVE, 0, MEM_PRIVATE
+    )
+
+
+def query_answer(info: MemoryBasicInformation) -> Answer:
+    return Answer(SIZEOF_MEMORY_BASIC_INFORMATION, None, info)
+
+
+def a_model_with_one_reservation() -> tuple[WindowsVM, int]:
+    model = WindowsVM()
+    result = model.virtual_alloc(0, 0x10000, MEM_RESERVE, PAGE_NOACCESS, chosen_base=BASE)
+    assert result.ok
+    return model, result.value
+
+
+def counterfactual_on(
+    model: WindowsVM, addr: int, size: int, kind: int, protect: int
+) -> wine_allowances.Counterfactual:
+    def evaluate(argument: str, value: int) -> Answer:
+        args = {"address": addr, "size": size, "alloc_type": kind, "protect": protect}
+        args[argument] = value
+        result = model.virtual_alloc(
+            args["address"], args["size"], args["alloc_type"], args["protect"]
+        )
+        return Answer(result.value, result.error)
+
+    return evaluate
+
+
+# ------------------------------------------------------------------------- the rows
+
+
+def test_every_row_names_its_source_in_the_vm_semantics() -> None:
+    assert ALLOWANCES, "the table is empty"
+    for row in ALLOWANCES:
+        assert "VM_SEMANTICS.md" in row.source, row.name
+        assert re.search(r"\bA\.\d+\b", row.source), f"{row.name}: no section named"
+        assert "[T]" in row.source, f"{row.name}: no Windows-verified fact behind it"
+        assert row.windows_does.strip() and row.backend_does.strip(), row.name
+
+
+def test_rows_belong_to_backends_that_are_not_windows() -> None:
+    for row in ALLOWANCES:
+        assert row.backend in BACKEND_NAMES, row.name
+        assert family(row.backend) == "windows", row.name
+        # The model predicts real Windows and its own stand-in exactly: nothing to excuse.
+        assert row.backend not in (WIN32_NATIVE, WIN32_EMULATED), row.name
+
+
+def test_row_names_are_unique() -> None:
+    names = [row.name for row in ALLOWANCES]
+    assert len(names) == len(set(names))
+
+
+def test_the_a8_row_is_in_the_table() -> None:
+    row = next(r for r in rows_for(WIN32_WINE) if r.function == "VirtualFree")
+    assert row.windows == Answer(0, ERROR_INVALID_ADDRESS)
+    assert row.instead == Fails(ERROR_INVALID_PARAMETER)
+    assert "A.8" in row.source
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"source": "  "}, "source is empty"),
+        ({"windows": Answer(BASE, None)}, "must refuse"),
+        ({"windows": Answer(0, None)}, "must refuse"),
+        ({"instead": Fails(ERROR_INVALID_ADDRESS)}, "allows nothing"),
+        ({"situations": frozenset({"somewhere"})}, "situations"),
+        ({"situations": frozenset()}, "situations"),
+        ({"instead": RegionCutAtProtection()}, "VirtualQuery only"),
+        ({"windows": None}, "says nothing"),
+    ],
+)
+def test_a_row_that_could_excuse_too_much_cannot_be_written(
+    change: dict[str, object], message: str
+) -> None:
+    fields: dict[str, object] = {
+        "backend": WIN32_WINE,
+        "name": "example",
+        "function": "VirtualFree",
+        "situations": frozenset({IN_FREE_MEMORY}),
+        "arguments": (("free_type", frozenset({MEM_RELEASE})),),
+        "windows": Answer(0, ERROR_INVALID_ADDRESS),
+        "instead": Fails(ERROR_INVALID_PARAMETER),
+        "windows_does": "fails with 487",
+        "backend_does": "fails with 87",
+        "source": "VM_SEMANTICS.md A.8 [T]",
+    }
+    Allowance(**fields)  # type: ignore[arg-type]
+    fields.update(change)
+    with pytest.raises(ValueError, match=message):
+        Allowance(**fields)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------- the matching
+
+
+def test_agreement_needs_no_row() -> None:
+    got = Answer(0, ERROR_INVALID_ADDRESS)
+    assert judge(WIN32_WINE, release_twice(), "release twice", got, got) is None
+
+
+def test_a_divergence_outside_the_table_fails() -> None:
+    predicted = Answer(0, ERROR_INVALID_PARAMETER)
+    for backend in BACKEND_NAMES:
+        with pytest.raises(Divergence, match="no allowance"):
+            judge(backend, release_twice(), "release twice", Answer(0, 5), predicted)
+
+
+def test_the_a8_row_excuses_87_for_487_on_wine_only() -> None:
+    predicted, answered = Answer(0, ERROR_INVALID_ADDRESS), Answer(0, ERROR_INVALID_PARAMETER)
+    row = judge(WIN32_WINE, release_twice(), "release twice", answered, predicted)
+    assert row is not None and row.function == "VirtualFree"
+    for backend in BACKEND_NAMES:
+        if backend != WIN32_WINE:
+            with pytest.raises(Divergence):
+                judge(backend, release_twice(), "release twice", answered, predicted)
+
+
+@pytest.mark.parametrize(
+    "call, predicted, answered",
+    [
+        # Another free type, situation, function, prediction or answer: not the row.
+        (
+            Call("VirtualFree", IN_FREE_MEMORY, (("size", 0), ("free_type", MEM_FREE))),
+            Answer(0, ERROR_INVALID_ADDRESS),
+            Answer(0, ERROR_INVALID_PARAMETER),
+        ),
+        (
+            Call("VirtualFree", IN_ALLOCATION, (("size", 0), ("free_type", MEM_RELEASE))),
+            Answer(0, ERROR_INVALID_ADDRESS),
+            Answer(0, ERROR_INVALID_PARAMETER),
+        ),
+        (
+            Call("VirtualFree", IN_FREE_MEMORY, (("size", 0),)),
+            Answer(0, ERROR_INVALID_ADDRESS),
+            Answer(0, ERROR_INVALID_PARAMETER),
+        ),
+        (
+            Call(
+                "VirtualAlloc",
+                IN_FREE_MEMORY,
+                (("size", 0x1000), ("alloc_type", MEM_COMMIT), ("protect", PAGE_READWRITE)),
+            ),
+            Answer(0, ERROR_INVALID_ADDRESS),
+            Answer(0, ERROR_INVALID_PARAMETER),
+        ),
+        (release_twice(), Answer(0, ERROR_INVALID_PARAMETER), Answer(0, ERROR_INVALID_ADDRESS)),
+        (release_twice(), Answer(0, ERROR_INVALID_ADDRESS), Answer(0, 8)),
+        (release_twice(), Answer(0, ERROR_INVALID_ADDRESS), Answer(1, None)),
+        (release_twice(), Answer(1, None), Answer(0, ERROR_INVALID_PARAMETER)),
+    ],
+)
+def test_near_misses_of_a_row_fail(call: Call, predicted: Answer, answered: Answer) -> None:
+    with pytest.raises(Divergence):
+        judge(WIN32_WINE, call, "near miss", answered, predicted)
+
+
+def test_reset_with_a_bad_protection_is_excused_only_as_a_valid_reset() -> None:
+    model, base = a_model_with_one_reservation()
+    addr, size = base + 0x1001, 0x2000
+    args = (("size", size), ("alloc_type", MEM_RESET), ("protect", 0))
+    call = Call("VirtualAlloc", INSIDE_ONE_ALLOCATION, args)
+    want = model.virtual_alloc(addr, size, MEM_RESET, 0)
+    predicted = Answer(want.value, want.error)
+    assert predicted == Answer(0, ERROR_INVALID_PARAMETER)
+    counterfactual = counterfactual_on(model, addr, size, MEM_RESET, 0)
+    # Wine resets the pages: the page-rounded address, the last error left alone.
+    answered = Answer(base + 0x1000, 0xDEADBEEF)
+    row = judge(WIN32_WINE, call, "reset", answered, predicted, counterfactual)
+    assert row is not None and row.instead == AsWindowsWith("protect", PAGE_NOACCESS)
+    for wrong in (Answer(base, 0xDEADBEEF), Answer(0, ERROR_INVALID_ADDRESS)):
+        with pytest.raises(Divergence):
+            judge(WIN32_WINE, call, "reset", wrong, predicted, counterfactual)
+    with pytest.raises(Divergence):
+        judge(WIN32_WINE, call, "reset", answered, predicted, None)
+    with pytest.raises(Divergence):
+        judge(WIN32_EMULATED, call, "reset", answered, predicted, counterfactual)
+
+
+def test_commit_with_a_bad_protection_past_the_end_is_excused_as_487_only() -> None:
+    model, base = a_model_with_one_reservation()
+    addr, size = base + 0xF000, 0x2000
+    args = (("size", size), ("alloc_type", MEM_COMMIT), ("protect", 0))
+    call = Call("VirtualAlloc", NOT_INSIDE_ONE_ALLOCATION, args)
+    predicted = Answer(0, ERROR_INVALID_PARAMETER)
+    counterfactual = counterfactual_on(model, addr, size, MEM_COMMIT, 0)
+    assert judge(WIN32_WINE, call, "commit", Answer(0, 487), predicted, counterfactual)
+    with pytest.raises(Divergence):
+        judge(WIN32_WINE, call, "commit", Answer(0, 8), predicted, counterfactual)
+    valid = (("size", size), ("alloc_type", MEM_COMMIT), ("protect", PAGE_READWRITE))
+    with pytest.raises(Divergence):
+        judge(
+            WIN32_WINE,
+            Call("VirtualAlloc", NOT_INSIDE_ONE_ALLOCATION, valid),
+            "commit",
+            Answer(0, 487),
+            predicted,
+            counterfactual,
+        )
+
+
+def test_a_reserved_region_cut_where_the_given_protection_changes() -> None:
+    facts = ((SAME_PROTECTION_RUN, 0x3000),)
+    call = Call("VirtualQuery", RESERVED_PROTECTIONS_DIFFER, (), facts)
+    predicted = query_answer(reserved(0x10000))
+    row = judge(WIN32_WINE, call, "query", query_answer(reserved(0x3000)), predicted)
+    assert row is not None and row.instead == RegionCutAtProtection()
+    for size in (0x2000, 0x4000, 0x10000 - 0x1000):
+        with pytest.raises(Divergence):
+            judge(WIN32_WINE, call, "query", query_answer(reserved(size)), predicted)
+    with pytest.raises(Divergence):
+        judge(WIN32_EMULATED, call, "query", query_answer(reserved(0x3000)), predicted)
+    # The same cut where the model sees no change of protection is no allowance.
+    plain = Call("VirtualQuery", IN_ALLOCATION, ())
+    with pytest.raises(Divergence):
+        judge(WIN32_WINE, plain, "query", query_answer(reserved(0x3000)), predicted)
+
+
+def test_a_committed_region_is_never_cut() -> None:
+    facts = ((SAME_PROTECTION_RUN, 0x1000),)
+    call = Call("VirtualQuery", RESERVED_PROTECTIONS_DIFFER, (), facts)
+
+    def committed(size: int) -> MemoryBasicInformation:
+        return MemoryBasicInformation(
+            BASE, BASE, PAGE_READWRITE, size, MEM_COMMIT, PAGE_EXECUTE_READ, MEM_PRIVATE
+        )
+
+    with pytest.raises(Divergence):
+        judge(
+            WIN32_WINE,
+            call,
+            "query",
+            query_answer(committed(0x1000)),
+            query_answer(committed(0x2000)),
+        )
+
+
+# ---------------------------------------------------------------- through the machine
+
+
+@pytest.fixture
+def emulated_machine() -> Iterator[WindowsVMMachine]:
+    with standin_installed():
+        machine_class = vm_machine_for(WIN32_EMULATED, "small")
+        machine = machine_class()
+        assert isinstance(machine, WindowsVMMachine)
+        yield machine
+        machine.teardown()
+
+
+def test_the_machine_fails_a_fabricated_mismatch(emulated_machine: WindowsVMMachine) -> None:
+    from model.win_vm import WinResult
+
+    with pytest.raises(Divergence, match="no allowance"):
+        emulated_machine.compare(
+            release_twice(), "fabricated", (0, ERROR_INVALID_PARAMETER), WinResult(0, 487)
+        )
+
+
+def test_double_release_is_the_model_or_exactly_a_row(
+    backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the backend itself: release a reservation twice, through the machine's own rules.
+
+    Where the backend answers as the model predicts, no row is needed; where it does not
+    (Wine), its row must be what lets the step pass: with the table emptied it fails.
+    """
+    if family(backend_name) != "windows":
+        pytest.skip(f"VirtualFree is a Windows call; {backend_name} is POSIX")
+    machine = vm_machine_for(backend_name, "small")()
+    assert isinstance(machine, WindowsVMMachine) and isinstance(machine.backend, WindowsBackend)
+    try:
+        region = machine.reserve(size="granule", kind=MEM_RESERVE, protect=PAGE_NOACCESS)
+        assert isinstance(region, Region)
+        machine.release(region=region, offset=0)
+        if not machine.range_is_available(region.base, region.base + region.size):
+            pytest.skip("the released range was taken by another allocation at once")
+        got = machine.backend.call(machine.k32.VirtualFree, region.base, 0, MEM_RELEASE)
+        if got == (0, ERROR_INVALID_ADDRESS):
+            assert not [r for r in rows_for(backend_name) if r.function == "VirtualFree"]
+            return
+        assert got == (0, ERROR_INVALID_PARAMETER), got
+        machine.free_released(region=region, kind=MEM_RELEASE)
+        machine.free_released(region=region, kind=MEM_DECOMMIT)
+        monkeypatch.setattr(wine_allowances, "ALLOWANCES", ())
+        with pytest.raises(Divergence, match="no allowance"):
+            machine.free_released(region=region, kind=MEM_RELEASE)
+    finally:
+        machine.teardown()
