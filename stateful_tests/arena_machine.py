@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -29,7 +30,6 @@ from hypothesis.stateful import (
 from impl.arena import Arena
 from impl.backend import Backend, OsSpan, SpanState, merge_spans
 from impl.errors import (
-    ArenaError,
     ArenaFull,
     DoubleFree,
     InvalidArgumentType,
@@ -38,10 +38,11 @@ from impl.errors import (
     OutOfBounds,
     UseAfterFree,
 )
+from impl.win_backend import WindowsBackend
 from model.arena import MIN_ALIGNS, ArenaModel, OsCall, Outcome
 from model.arith import round_down, round_up
 from model.geometry import Geometry, geometry_named
-from stateful_tests.backends import open_backend
+from stateful_tests.backends import WIN32_EMULATED, open_backend
 from stateful_tests.kernel32_standin import EmulatedKernel32
 from stateful_tests.labels import label
 from stateful_tests.picture import strips
@@ -83,12 +84,16 @@ REQUIRED_LABELS = (
 
 
 class Divergence(AssertionError):
-    """The implementation or the OS disagrees with the model."""
+    """The implementation or the OS disagrees with the model; ``check`` names the check."""
+
+    def __init__(self, message: str, check: str = "") -> None:
+        super().__init__(message)
+        self.check = check
 
 
 def expect(ok: bool, message: str) -> None:
     if not ok:
-        raise Divergence(message)
+        raise Divergence(message, sys._getframe(1).f_code.co_name)
 
 
 def pattern(seed: int, n: int) -> bytes:
@@ -158,6 +163,7 @@ class ArenaMachine(RuleBasedStateMachine):
     min_aligns: ClassVar[tuple[int, ...]] = MIN_ALIGNS
     arena_factory: ClassVar[staticmethod[[Backend, Geometry, int], Any]] = staticmethod(Arena.new)
     arena_impl: ClassVar[str | None] = None
+    commit_limit: ClassVar[int | None] = None
 
     arenas = Bundle("arenas")
     dead = Bundle("dead_arenas")
@@ -165,7 +171,15 @@ class ArenaMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.backend = RecordingBackend(open_backend(self.backend_name))
+        if self.commit_limit is None:
+            inner = open_backend(self.backend_name)
+        else:
+            # A commit limit exists only in the emulated kernel: the stand-in is built here
+            # with it, instead of through the seam.
+            if self.backend_name != WIN32_EMULATED:
+                raise ValueError(f"a commit limit needs {WIN32_EMULATED}, not {self.backend_name}")
+            inner = WindowsBackend(EmulatedKernel32(commit_limit=self.commit_limit), WIN32_EMULATED)
+        self.backend = RecordingBackend(inner)
         b = self.backend
         self.geometry = geometry_named(self.geometry_name, b.page, b.granularity)
         self.handles: list[ArenaHandle] = []
@@ -246,8 +260,19 @@ class ArenaMachine(RuleBasedStateMachine):
     def new_arena(self, min_align: int) -> ArenaHandle:
         return self.create_arena(min_align)
 
-    def create_arena(self, min_align: int) -> ArenaHandle:
-        impl = self.arena_factory(self.backend, self.geometry, min_align)
+    def emulated_commit(self) -> tuple[int, int] | None:
+        """(bytes committed, limit) of an emulated kernel with a commit limit, else None."""
+        k32 = getattr(self.backend.inner, "k32", None)
+        if isinstance(k32, EmulatedKernel32) and k32.model.commit_limit is not None:
+            return k32.model.committed_bytes, k32.model.commit_limit
+        return None
+
+    def create_arena(self, min_align: int) -> ArenaHandle | Any:
+        charge = self.emulated_commit()
+        try:
+            impl = self.arena_factory(self.backend, self.geometry, min_align)
+        except OSCallFailed as error:
+            return self.creation_failed(error, charge)
         model = ArenaModel(self.geometry, impl.reservation, min_align)
         # Tracked before any check, so that teardown frees it even when a check fails.
         handle = ArenaHandle(next(self._numbers), impl, model, b"")
@@ -261,6 +286,32 @@ class ArenaMachine(RuleBasedStateMachine):
         handle.footer = self.backend.read(model.footer, 16)
         self.check_arena(handle)
         return handle
+
+    def creation_failed(self, error: OSCallFailed, charge: tuple[int, int] | None) -> Any:
+        """Creation may fail only where the OS refuses the first commit: nothing may stay."""
+        log = self.backend.take_log()
+        expect(
+            charge is not None and charge[0] + self.geometry.first_commit > charge[1],
+            f"new failed ({error}) although the OS had room for the first commit",
+        )
+        reserve = log[0] if log else None
+        expect(
+            reserve is not None and reserve.result is not None,
+            f"new failed before reserving: {error}",
+        )
+        assert reserve is not None and reserve.result is not None
+        base = reserve.result
+        model = ArenaModel(self.geometry, base)
+        want = [*ArenaModel.creation_calls(self.geometry, base), model.release_call()]
+        got = [entry.call for entry in log]
+        expect(
+            got == want,
+            f"new after a refused first commit: OS calls {[str(c) for c in got]}, model predicts "
+            f"{[str(c) for c in want]}",
+        )
+        expect(base not in self.backend.live, f"new failed and left {base:#x} reserved")
+        label("new: first commit refused, reservation released")
+        return multiple()
 
     def confirm_committed_footer(self, model: ArenaModel) -> None:
         page = self.geometry.page
@@ -282,6 +333,7 @@ class ArenaMachine(RuleBasedStateMachine):
         size = spec.resolve(arena.model)
         plan = arena.model.plan_alloc(size, align)
         before = (arena.impl.start, arena.impl.cursor)
+        charge = self.emulated_commit()
         try:
             addr = arena.impl.try_alloc(size, align) if fallible else arena.impl.alloc(size, align)
         except InvalidLayout:
@@ -308,6 +360,14 @@ class ArenaMachine(RuleBasedStateMachine):
             self.check_unchanged(arena, before, "a refused alloc")
             label("alloc: invalid layout")
             return multiple()
+        if charge is not None and plan.commit is not None:
+            refused = charge[0] + plan.commit.size > charge[1]
+            expect(
+                refused == commit_failed,
+                f"alloc({size}, {align}): the grow's commit was "
+                f"{'refused' if commit_failed else 'granted'}; with {charge[0]} of {charge[1]} "
+                f"bytes committed the kernel must {'refuse' if refused else 'grant'} it",
+            )
         result = arena.model.apply_alloc(plan, size, commit_succeeded=not commit_failed)
         if result is None:
             expect(
@@ -514,6 +574,22 @@ class ArenaMachine(RuleBasedStateMachine):
             self.check_arena(handle)
 
     @invariant()
+    def reservations_match_live_arenas(self) -> None:
+        """ARENA.md 6.10, step by step: what is reserved is exactly the live arenas' R.
+
+        Checked after every step rather than only at teardown, so a leak shrinks to the
+        step that caused it.
+        """
+        live = {h.model.reservation: h.model.geometry.reserved_size for h in self.live_arenas()}
+        stray = {b: n for b, n in self.backend.live.items() if live.get(b) != n}
+        expect(
+            not stray and set(live) <= set(self.backend.live),
+            "reservations not matching a live arena: "
+            + ", ".join(f"{b:#x}+{n:#x}" for b, n in sorted(stray.items()))
+            + (f"; live arenas {[hex(b) for b in live]}" if not stray else ""),
+        )
+
+    @invariant()
     def allocations_are_disjoint(self) -> None:
         for handle in self.live_arenas():
             spans = sorted(handle.model.allocations)
@@ -548,21 +624,13 @@ class ArenaMachine(RuleBasedStateMachine):
                 expect(not problems, f"{h}: {problems}")
 
     def teardown(self) -> None:
-        """ARENA.md 6.10: free what is alive; any reservation left over is a leak."""
-        errors: list[str] = []
-        for handle in self.live_arenas():
-            try:
-                handle.impl.free()
-                handle.model.free()
-            except (ArenaError, AssertionError, OSCallFailed) as e:
-                errors.append(f"{handle}: free at teardown failed: {e!r}")
-        leaked = self.backend.release_leftovers()
-        # After a fenced call the example has already failed with the cause; a reservation
-        # the broken arena then abandoned is a consequence, not news.
-        if leaked and not self.backend.fence_tripped:
-            errors.append("leaked reservations: " + ", ".join(f"{b:#x}+{n:#x}" for b, n in leaked))
-        if errors:
-            raise Divergence("; ".join(errors))
+        """Give back every reservation still held, without the implementation's help.
+
+        Freeing is the ``free`` rule's business, checked there step by step (and leaks by
+        ``reservations_match_live_arenas`` after every step): a failure first seen here,
+        after the last step, could not be shrunk to the step that caused it.
+        """
+        self.backend.release_leftovers()
 
 
 def machine_for(
@@ -571,6 +639,7 @@ def machine_for(
     min_aligns: tuple[int, ...] = MIN_ALIGNS,
     factory: ArenaFactory | None = None,
     impl: str | None = None,
+    commit_limit: int | None = None,
 ) -> type[ArenaMachine]:
     """A configured ArenaMachine subclass, named after its configuration.
 
@@ -586,6 +655,7 @@ def machine_for(
         "min_aligns": min_aligns,
         "arena_impl": impl,
         "arena_factory": staticmethod(factory),
+        "commit_limit": commit_limit,
     }
     if min_aligns != MIN_ALIGNS:
 
@@ -601,5 +671,7 @@ def machine_for(
         parts.append(impl.replace(":", ".").rsplit(".", 1)[-1])
     elif factory is not Arena.new:
         parts.append(getattr(factory, "__name__", "custom"))
+    if commit_limit is not None:
+        parts.append(f"limit{commit_limit}")
     name = "ArenaMachine_" + "_".join(parts)
     return type(re.sub(r"\W", "_", name), (ArenaMachine,), attrs)

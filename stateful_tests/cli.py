@@ -1,4 +1,4 @@
-"""The ``arenacheck`` command: backends, replay, campaign."""
+"""The ``arenacheck`` command: backends, replay, campaign, zoo."""
 
 from __future__ import annotations
 
@@ -57,6 +57,12 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     return run_campaign(args.backend, args.minutes, args.jobs, Path(args.failures))
 
 
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from stateful_tests.zoo_runner import run_zoo
+
+    return run_zoo(jobs=args.jobs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="arenacheck",
@@ -86,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     campaign.add_argument("-j", "--jobs", type=int, default=1, help="worker processes")
     campaign.add_argument("--failures", default="failures", help="where regression files go")
     campaign.set_defaults(func=cmd_campaign)
+
+    zoo = sub.add_parser("zoo", help="run ArenaMachine against every fault of the bug zoo")
+    zoo.add_argument("-j", "--jobs", type=int, default=2, help="worker processes")
+    zoo.set_defaults(func=cmd_zoo)
 
     args = parser.parse_args(argv)
     status: int = args.func(args)

@@ -196,10 +196,18 @@ class EmulatedKernel32:
         # Windows bases are 64 KiB-aligned and nothing more; a host kernel that aligns large
         # mappings further (Linux does, for transparent huge pages) would hide every bug
         # that only shows on a base that is not. Step through the 64 KiB slots of a 2 MiB
-        # block, the same sequence for every stand-in, so replays see the same bases.
-        skew = (self._placements * 7 % 32) * ALLOCATION_GRANULARITY
+        # block, the same sequence for every stand-in, so replays see the same alignments.
+        # Every fourth base is 4 GiB-aligned, as Windows may also hand out: bugs that show
+        # only when R is already aligned (the container skipped by a whole alignment) then
+        # show within a few reservations.
+        k = self._placements
         self._placements += 1
-        base = self.host.reserve(rounded, ALLOCATION_GRANULARITY, skew)
+        if k % 4 == 0:
+            base = self.host.reserve(rounded, 1 << 32)
+        else:
+            base = self.host.reserve(
+                rounded, ALLOCATION_GRANULARITY, (k * 7 % 32) * ALLOCATION_GRANULARITY
+            )
         if base is None:
             self._last_error = ERROR_NOT_ENOUGH_MEMORY
             return None

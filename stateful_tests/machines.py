@@ -38,6 +38,7 @@ def config_of(machine: type[RuleBasedStateMachine]) -> dict[str, Any]:
             "geometry": machine.geometry_name,
             "min_aligns": list(machine.min_aligns),
             "impl": machine.arena_impl,
+            "commit_limit": machine.commit_limit,
         }
     for kind, base in VM_MACHINES.items():
         if issubclass(machine, base):
@@ -56,6 +57,7 @@ def build(
             config["geometry"],
             tuple(config["min_aligns"]),
             impl=impl or config.get("impl"),
+            commit_limit=config.get("commit_limit"),
         )
     if kind in VM_MACHINES:
         if (kind == "WindowsVMMachine") != (family(backend_name) == "windows"):

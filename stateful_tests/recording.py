@@ -27,6 +27,7 @@ class FenceViolation(AssertionError):
 class LoggedCall:
     call: OsCall
     error: int | None = None
+    result: int | None = None
 
 
 class RecordingBackend(Backend):
@@ -75,7 +76,7 @@ class RecordingBackend(Backend):
         except OSCallFailed as e:
             self.log.append(LoggedCall(call, e.code))
             raise
-        self.log.append(LoggedCall(call))
+        self.log.append(LoggedCall(call, result=base))
         self.live[base] = size
         return base
 

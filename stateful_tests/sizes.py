@@ -16,7 +16,7 @@ from model.arena import ArenaModel
 from model.arith import ISIZE_MAX
 from stateful_tests.trace import shape
 
-BOUNDARY_KINDS = ("capacity", "double", "container", "page", "max", "isize")
+BOUNDARY_KINDS = ("capacity", "double", "container", "page", "half", "max", "isize")
 
 
 @shape
@@ -26,7 +26,9 @@ class SizeSpec:
 
     fixed: delta itself; capacity: P - S (fits without growing); double: the size whose
     grow lands exactly on the doubled commit; container: P - C (whole container);
-    page: the OS page; max: the largest allocation a fresh arena takes; isize: 2**63 - 1.
+    page: the OS page; half: half of what the container still takes (a grow past half the
+    container, after which doubling meets the cap at C); max: the largest allocation a
+    fresh arena takes; isize: 2**63 - 1.
     """
 
     kind: str
@@ -44,6 +46,8 @@ class SizeSpec:
             base = model.cursor - model.container
         elif self.kind == "page":
             base = g.page
+        elif self.kind == "half":
+            base = (model.cursor - model.container) // 2
         elif self.kind == "max":
             base = g.max_alloc
         elif self.kind == "isize":
@@ -64,6 +68,7 @@ def sizes() -> st.SearchStrategy[SizeSpec]:
         # Past the doubled commit by a page and a byte: the grow lands on an uneven size, so
         # later doublings cross half the container and reach the cap at C off the beat.
         st.builds(SizeSpec, st.just("double"), st.sampled_from([4097, 65537])),
+        st.builds(SizeSpec, st.just("half"), st.sampled_from([0, 4097])),
         st.builds(SizeSpec, st.just("max"), st.sampled_from([0, 1])),
         st.builds(SizeSpec, st.just("isize"), st.sampled_from([0, -1])),
         st.builds(SizeSpec, st.just("fixed"), st.integers(0, 1 << 15)),

@@ -78,7 +78,6 @@ REQUEST = struct.Struct("<II4QII")
 RESPONSE = struct.Struct("<QII")
 REFUSAL = struct.Struct("<QII")
 MAX_CHUNK = 1 << 20  # the server's payload buffer (MAX_PAYLOAD in the C source)
-STRUCT_SIZE = 48
 
 # Run by /bin/sh with argv: wine64, the server, wineserver64, the directory to delete.
 # Killing the wineserver ends the prefix's helper processes (services, winedevice) so
@@ -202,10 +201,13 @@ class WineServer:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in = self.proc.stdin.fileno()
         self._out = self.proc.stdout.fileno()
-        value, _, _ = self.request(OP_HELLO, timeout=START_TIMEOUT)
-        if value != PROTOCOL_MAGIC:
+        try:
+            value, _, _ = self.request(OP_HELLO, timeout=START_TIMEOUT)
+            if value != PROTOCOL_MAGIC:
+                raise WineServerError(f"{exe} answered hello with {value:#x}, not the protocol's")
+        except WineServerError:
             self.close()
-            raise WineServerError(f"{exe} answered hello with {value:#x}, not {PROTOCOL_MAGIC:#x}")
+            raise
         self.start_seconds = time.monotonic() - started
         self.unix_pid = self._server_pid()
 
