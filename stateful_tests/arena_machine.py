@@ -39,7 +39,7 @@ from impl.errors import (
     UseAfterFree,
 )
 from impl.win_backend import WindowsBackend
-from model.arena import MIN_ALIGNS, ArenaModel, OsCall, Outcome
+from model.arena import MIN_ALIGNS, ArenaModel, OsCall, OsOp, Outcome
 from model.arith import round_down, round_up
 from model.geometry import Geometry, geometry_named
 from stateful_tests.backends import WIN32_EMULATED, open_backend
@@ -288,29 +288,38 @@ class ArenaMachine(RuleBasedStateMachine):
         return handle
 
     def creation_failed(self, error: OSCallFailed, charge: tuple[int, int] | None) -> Any:
-        """Creation may fail only where the OS refuses the first commit: nothing may stay."""
+        """Creation may fail only where the OS refused a call: then nothing may stay reserved."""
         log = self.backend.take_log()
-        expect(
-            charge is not None and charge[0] + self.geometry.first_commit > charge[1],
-            f"new failed ({error}) although the OS had room for the first commit",
-        )
-        reserve = log[0] if log else None
-        expect(
-            reserve is not None and reserve.result is not None,
-            f"new failed before reserving: {error}",
-        )
-        assert reserve is not None and reserve.result is not None
-        base = reserve.result
-        model = ArenaModel(self.geometry, base)
-        want = [*ArenaModel.creation_calls(self.geometry, base), model.release_call()]
+        failed = next((e for e in log if e.error is not None), None)
+        expect(failed is not None, f"new raised {error!r} with no failed OS call")
+        assert failed is not None
+        if not failed.injected:
+            expect(
+                failed.call.op is OsOp.COMMIT
+                and charge is not None
+                and charge[0] + self.geometry.first_commit > charge[1],
+                f"new failed ({error}) although the OS had room for the first commit",
+            )
         got = [entry.call for entry in log]
+        if failed.call.op is OsOp.RESERVE:
+            want = [failed.call]
+        else:
+            reserve = log[0]
+            expect(reserve.result is not None, f"new failed before reserving: {error}")
+            assert reserve.result is not None
+            model = ArenaModel(self.geometry, reserve.result)
+            want = [*ArenaModel.creation_calls(self.geometry, reserve.result), model.release_call()]
         expect(
             got == want,
-            f"new after a refused first commit: OS calls {[str(c) for c in got]}, model predicts "
-            f"{[str(c) for c in want]}",
+            f"new after a refused {failed.call.op.value}: OS calls {[str(c) for c in got]}, "
+            f"model predicts {[str(c) for c in want]}",
         )
-        expect(base not in self.backend.live, f"new failed and left {base:#x} reserved")
-        label("new: first commit refused, reservation released")
+        live = {h.model.reservation for h in self.live_arenas()}
+        expect(
+            set(self.backend.live) <= live,
+            f"new failed and left {sorted(self.backend.live)} reserved",
+        )
+        label(f"new: {failed.call.op.value} refused, nothing left reserved")
         return multiple()
 
     def confirm_committed_footer(self, model: ArenaModel) -> None:
@@ -442,7 +451,11 @@ class ArenaMachine(RuleBasedStateMachine):
     @rule(target=dead, arena=consumes(arenas))
     @traced
     def free(self, arena: ArenaHandle) -> ArenaHandle:
-        arena.impl.free()
+        try:
+            arena.impl.free()
+        except OSCallFailed as error:
+            self.release_refused(arena, error)
+            arena.impl.free()
         call = arena.model.free()
         self.note(f"model: {call}; OS calls: {[str(c) for c in self.backend.calls()]}")
         self.expect_calls("free", [call])
@@ -454,6 +467,18 @@ class ArenaMachine(RuleBasedStateMachine):
         self.live_allocs = [a for a in self.live_allocs if a.live]
         label("free")
         return arena
+
+    def release_refused(self, arena: ArenaHandle, error: OSCallFailed) -> None:
+        """A refused release surfaces as a typed error; the arena stays whole and freeable."""
+        log = self.backend.take_log()
+        want = [arena.model.release_call()]
+        expect(
+            [e.call for e in log] == want and log[-1].error == error.code,
+            f"free raised {error!r}; OS calls {[str(e.call) for e in log]}, model predicts {want}",
+        )
+        expect(arena.impl.alive, f"{arena}: free failed in the OS but the arena says it is dead")
+        self.check_arena(arena)
+        label("free: release refused, arena still whole")
 
     @rule(arena=dead)
     @traced
@@ -633,6 +658,28 @@ class ArenaMachine(RuleBasedStateMachine):
         self.backend.release_leftovers()
 
 
+WINDOWS_FAULTS = (8, 1455, 87, 487)  # NOT_ENOUGH_MEMORY, COMMITMENT_LIMIT, INVALID_PARAMETER, ...
+POSIX_FAULTS = (12, 22)  # ENOMEM, EINVAL
+
+
+class FaultMachine(ArenaMachine):
+    """ArenaMachine with a rule that makes the k-th next OS call fail with a chosen error.
+
+    The failure is injected in front of the OS, so it can hit every call site: the
+    reservation and the first commit of ``new``, a grow's commit, the release of ``free``.
+    The guarantees are the machine's own checks: a failed creation leaves nothing reserved,
+    a failed grow changes nothing and the arena stays usable, a failed release surfaces as
+    a typed error with the arena whole, and a dead arena makes no OS call.
+    """
+
+    @rule(after=st.integers(0, 2), code=st.integers(0, 3))
+    @traced
+    def arm_fault(self, after: int, code: int) -> None:
+        windows = getattr(self.backend.inner, "k32", None) is not None
+        codes = WINDOWS_FAULTS if windows else POSIX_FAULTS
+        self.backend.arm(after, codes[code % len(codes)])
+
+
 def machine_for(
     backend_name: str,
     geometry_name: str,
@@ -640,6 +687,7 @@ def machine_for(
     factory: ArenaFactory | None = None,
     impl: str | None = None,
     commit_limit: int | None = None,
+    faults: bool = False,
 ) -> type[ArenaMachine]:
     """A configured ArenaMachine subclass, named after its configuration.
 
@@ -673,5 +721,6 @@ def machine_for(
         parts.append(getattr(factory, "__name__", "custom"))
     if commit_limit is not None:
         parts.append(f"limit{commit_limit}")
-    name = "ArenaMachine_" + "_".join(parts)
-    return type(re.sub(r"\W", "_", name), (ArenaMachine,), attrs)
+    base = FaultMachine if faults else ArenaMachine
+    name = base.__name__ + "_" + "_".join(parts)
+    return type(re.sub(r"\W", "_", name), (base,), attrs)

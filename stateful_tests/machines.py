@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis.stateful import RuleBasedStateMachine
 
-from stateful_tests.arena_machine import ArenaMachine, machine_for
+from stateful_tests.arena_machine import ArenaMachine, FaultMachine, machine_for
 from stateful_tests.backends import family
 from stateful_tests.vm_machine_posix import PosixVMMachine
 from stateful_tests.vm_machine_windows import WindowsVMMachine
@@ -39,6 +39,7 @@ def config_of(machine: type[RuleBasedStateMachine]) -> dict[str, Any]:
             "min_aligns": list(machine.min_aligns),
             "impl": machine.arena_impl,
             "commit_limit": machine.commit_limit,
+            "faults": issubclass(machine, FaultMachine),
         }
     for kind, base in VM_MACHINES.items():
         if issubclass(machine, base):
@@ -58,6 +59,7 @@ def build(
             tuple(config["min_aligns"]),
             impl=impl or config.get("impl"),
             commit_limit=config.get("commit_limit"),
+            faults=bool(config.get("faults")),
         )
     if kind in VM_MACHINES:
         if (kind == "WindowsVMMachine") != (family(backend_name) == "windows"):

@@ -28,6 +28,7 @@ class LoggedCall:
     call: OsCall
     error: int | None = None
     result: int | None = None
+    injected: bool = False
 
 
 class RecordingBackend(Backend):
@@ -39,6 +40,26 @@ class RecordingBackend(Backend):
         self.log: list[LoggedCall] = []
         self.live: dict[int, int] = {}
         self.fence_tripped = False
+        self._armed: list[int] | None = None
+
+    def arm(self, after: int, code: int) -> None:
+        """Make the OS call after ``after`` more calls fail with ``code``, without the OS."""
+        self._armed = [after, code]
+
+    @property
+    def armed(self) -> bool:
+        return self._armed is not None
+
+    def _inject(self, call: OsCall) -> None:
+        if self._armed is None:
+            return
+        if self._armed[0] > 0:
+            self._armed[0] -= 1
+            return
+        code = self._armed[1]
+        self._armed = None
+        self.log.append(LoggedCall(call, code, injected=True))
+        raise OSCallFailed(call.op.value, code, "injected fault")
 
     def calls(self) -> list[OsCall]:
         return [entry.call for entry in self.log]
@@ -62,6 +83,7 @@ class RecordingBackend(Backend):
             )
 
     def _run(self, call: OsCall, fn: object, *args: int) -> None:
+        self._inject(call)
         try:
             fn(*args)  # type: ignore[operator]
         except OSCallFailed as e:
@@ -71,6 +93,7 @@ class RecordingBackend(Backend):
 
     def reserve(self, size: int) -> int:
         call = OsCall(OsOp.RESERVE, None, size)
+        self._inject(call)
         try:
             base = self.inner.reserve(size)
         except OSCallFailed as e:

@@ -1,0 +1,1 @@
+"""Example plugins: arenas a user points arenacheck at with --arena-impl."""

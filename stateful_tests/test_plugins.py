@@ -1,0 +1,59 @@
+"""The plugin contract: --arena-impl / ARENACHECK_IMPL select the implementation under test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from impl.arena import Arena
+from stateful_tests.plugins import PluginError, load_factory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_class_name_resolves_to_its_new() -> None:
+    assert load_factory("impl.arena:Arena") == Arena.new
+
+
+@pytest.mark.parametrize(
+    "spec", ["impl.arena", "impl.arena:", "no.such.module:X", "impl.arena:NoSuchThing"]
+)
+def test_bad_names_are_refused_clearly(spec: str) -> None:
+    with pytest.raises(PluginError, match="arena implementation"):
+        load_factory(spec)
+
+
+def test_the_readme_example_plugin_runs_every_arena_machine() -> None:
+    """The example of the README, run exactly as documented, on two backends."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("ARENACHECK_IMPL", None)
+    args = [
+        sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+        "--arena-impl", "examples.counting_arena:CountingArena",
+        "--backend", "posix-native", "--backend", "win32-emulated",
+        "stateful_tests/test_arena_machine.py", "-k", "small",
+    ]  # fmt: skip
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout
+
+
+def test_a_broken_plugin_fails_the_arena_machine(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ARENACHECK_IMPL": "stateful_tests.zoo:MinAlignIgnored",
+        "ARENACHECK_FAILURES_DIR": str(tmp_path),
+    }
+    args = [
+        sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+        "--backend", "posix-native", "stateful_tests/test_arena_machine.py", "-k", "small",
+    ]  # fmt: skip
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "MinAlignIgnored" in result.stdout
+    assert list(tmp_path.glob("ArenaMachine-*.py")), "no regression file for the failure"
