@@ -26,6 +26,8 @@ from model.geometry import Geometry
 _U64 = (1 << 64) - 1
 _ISIZE_MAX = (1 << 63) - 1
 FOOTER_MAGIC = 0xA4E7_A4E7_F007_E400
+RESERVE_COMMIT = "reserve-commit"
+SYSTEM = "system"
 _FOOTER = struct.Struct("<QQ")
 
 
@@ -81,10 +83,24 @@ class Arena:
         geometry: Geometry,
         min_align: int = 1,
         pool: bool = False,
+        strategy: str = RESERVE_COMMIT,
     ) -> Arena:
-        """Reserve, commit the first chunk, write the footer; on failure nothing stays reserved."""
+        """Reserve, commit the first chunk, write the footer; on failure nothing stays reserved.
+
+        ``strategy`` is ``reserve-commit`` (the default) or ``system``: the whole block
+        obtained already committed, as before the reserve + commit fix; every byte is
+        charged at creation, so creation fails under a commit limit.
+        """
         if type(min_align) is not int or min_align not in (1, 2, 4, 8, 16):
             raise InvalidLayout(f"MIN_ALIGN must be 1, 2, 4, 8 or 16, not {min_align!r}")
+        if strategy == SYSTEM:
+            reservation = backend.reserve_committed(geometry.reserved_size)
+            arena = cls(backend, geometry, reservation, min_align, pool)
+            arena._start = arena._container
+            arena._write_footer()
+            return arena
+        if strategy != RESERVE_COMMIT:
+            raise ValueError(f"unknown strategy {strategy!r}: {RESERVE_COMMIT} or {SYSTEM}")
         reservation = backend.reserve(geometry.reserved_size)
         arena = cls(backend, geometry, reservation, min_align, pool)
         try:
@@ -235,3 +251,8 @@ class Arena:
         payload = bytes(data)
         addr, _ = self._check_span(addr, len(payload))
         self._backend.write(addr, payload)
+
+
+def system_arena(backend: Backend, geometry: Geometry, min_align: int = 1) -> Arena:
+    """An arena with the ``system`` strategy (``--arena-impl impl.arena:system_arena``)."""
+    return Arena.new(backend, geometry, min_align, strategy=SYSTEM)

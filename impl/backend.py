@@ -64,6 +64,10 @@ class Backend(ABC):
         """Reserve ``size`` bytes anywhere, inaccessible and uncharged; returns the base."""
 
     @abstractmethod
+    def reserve_committed(self, size: int) -> int:
+        """Obtain ``size`` bytes anywhere, already committed read-write (and charged)."""
+
+    @abstractmethod
     def commit(self, addr: int, size: int) -> None:
         """Make ``[addr, addr + size)`` of a reservation read-write."""
 

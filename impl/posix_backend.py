@@ -43,6 +43,15 @@ class PosixBackend(Backend):
             raise OSCallFailed("mmap", r.errno, f"reserve {size:#x} bytes")
         return r.value
 
+    def reserve_committed(self, size: int) -> int:
+        # A private writable mapping without MAP_NORESERVE: charged to Committed_AS and
+        # counted by RLIMIT_DATA, as a system allocator's block is (VM_SEMANTICS.md B.2).
+        flags = self._reserve_flags & ~self.libc.flavor.map_noreserve
+        r = self.libc.mmap(0, size, PROT_READ | PROT_WRITE, flags, -1, 0)
+        if r.value == MAP_FAILED:
+            raise OSCallFailed("mmap", r.errno, f"obtain {size:#x} committed bytes")
+        return r.value
+
     def commit(self, addr: int, size: int) -> None:
         r = self.libc.mprotect(addr, size, PROT_READ | PROT_WRITE)
         if r.value != 0:

@@ -86,6 +86,13 @@ class WindowsBackend(Backend):
             raise OSCallFailed("VirtualAlloc", err, f"reserve {size:#x} bytes")
         return base
 
+    def reserve_committed(self, size: int) -> int:
+        kind = MEM_RESERVE | MEM_COMMIT
+        base, err = self.call(self.k32.VirtualAlloc, None, size, kind, PAGE_READWRITE)
+        if not base:
+            raise OSCallFailed("VirtualAlloc", err, f"obtain {size:#x} committed bytes")
+        return base
+
     def commit(self, addr: int, size: int) -> None:
         base, err = self.call(self.k32.VirtualAlloc, addr, size, MEM_COMMIT, PAGE_READWRITE)
         if not base:

@@ -22,6 +22,7 @@ MIN_ALIGNS = (1, 2, 4, 8, 16)
 
 class OsOp(enum.Enum):
     RESERVE = "reserve"
+    RESERVE_COMMITTED = "reserve-committed"
     COMMIT = "commit"
     DECOMMIT = "decommit"
     RELEASE = "release"

@@ -196,13 +196,20 @@ class FailingReserve(Backend):
         reserved, self._fail_at, self.reserved = self.reserved, None, []
         return reserved
 
-    def reserve(self, size: int) -> int:
+    def _creation(self, size: int, reserve: Callable[[int], int]) -> int:
+        """Either way of obtaining an arena's range counts as one creation."""
         self._count += 1
         if self._count == self._fail_at:
             raise OSCallFailed(self._call, self._code, f"reserve {size:#x} bytes (injected)")
-        base = self.inner.reserve(size)
+        base = reserve(size)
         self.reserved.append(base)
         return base
+
+    def reserve(self, size: int) -> int:
+        return self._creation(size, self.inner.reserve)
+
+    def reserve_committed(self, size: int) -> int:
+        return self._creation(size, self.inner.reserve_committed)
 
     def commit(self, addr: int, size: int) -> None:
         self.inner.commit(addr, size)
@@ -557,6 +564,18 @@ class PoolMachine(RuleBasedStateMachine):
     @rule(thread=a_thread("idle"))
     @traced
     def get(self, thread: str) -> None:
+        self.get_for(thread)
+
+    @precondition(lambda self: len(self.threads_in("idle")) >= 2)
+    @rule()
+    @traced
+    def everyone_gets(self) -> None:
+        """Every idle thread asks for an arena, in turn, as the linter's threads do when it
+        starts: on a small Windows pool, several threads then wait at once."""
+        for thread in self.threads_in("idle"):
+            self.get_for(thread)
+
+    def get_for(self, thread: str) -> None:
         predicted = self.model.get(thread)
         if self.behaviour == POSIX:
             outcome: PoolArena | BaseException

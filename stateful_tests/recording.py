@@ -103,6 +103,18 @@ class RecordingBackend(Backend):
         self.live[base] = size
         return base
 
+    def reserve_committed(self, size: int) -> int:
+        call = OsCall(OsOp.RESERVE_COMMITTED, None, size)
+        self._inject(call)
+        try:
+            base = self.inner.reserve_committed(size)
+        except OSCallFailed as e:
+            self.log.append(LoggedCall(call, e.code))
+            raise
+        self.log.append(LoggedCall(call, result=base))
+        self.live[base] = size
+        return base
+
     def commit(self, addr: int, size: int) -> None:
         call = OsCall(OsOp.COMMIT, addr, size)
         self._fenced(call)

@@ -71,6 +71,10 @@ class LockedBackend(Backend):
         with self._lock:
             return self.inner.reserve(size)
 
+    def reserve_committed(self, size: int) -> int:
+        with self._lock:
+            return self.inner.reserve_committed(size)
+
     def commit(self, addr: int, size: int) -> None:
         with self._lock:
             self.inner.commit(addr, size)
