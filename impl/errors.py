@@ -41,6 +41,10 @@ class OSCallFailed(ArenaError, OSError):
         text = f"{call} failed with code {code}"
         super().__init__(f"{text}: {detail}" if detail else text)
 
+    def __reduce__(self) -> tuple[type[OSCallFailed], tuple[str, int, str]]:
+        # Exceptions cross process boundaries (crash isolation) by pickling.
+        return (OSCallFailed, (self.call, self.code, self.detail))
+
 
 class PoolError(ArenaError):
     """Base of every error the arena pool raises on purpose; each leaves the pool unchanged."""

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -43,6 +43,7 @@ from model.arena import MIN_ALIGNS, ArenaModel, OsCall, OsOp, Outcome
 from model.arith import round_down, round_up
 from model.geometry import Geometry, geometry_named
 from stateful_tests.backends import WIN32_EMULATED, open_backend
+from stateful_tests.isolation import child_backend
 from stateful_tests.kernel32_standin import EmulatedKernel32
 from stateful_tests.labels import label
 from stateful_tests.picture import strips
@@ -164,6 +165,7 @@ class ArenaMachine(RuleBasedStateMachine):
     arena_factory: ClassVar[staticmethod[[Backend, Geometry, int], Any]] = staticmethod(Arena.new)
     arena_impl: ClassVar[str | None] = None
     commit_limit: ClassVar[int | None] = None
+    isolated: ClassVar[bool] = False
 
     arenas = Bundle("arenas")
     dead = Bundle("dead_arenas")
@@ -171,15 +173,7 @@ class ArenaMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        if self.commit_limit is None:
-            inner = open_backend(self.backend_name)
-        else:
-            # A commit limit exists only in the emulated kernel: the stand-in is built here
-            # with it, instead of through the seam.
-            if self.backend_name != WIN32_EMULATED:
-                raise ValueError(f"a commit limit needs {WIN32_EMULATED}, not {self.backend_name}")
-            inner = WindowsBackend(EmulatedKernel32(commit_limit=self.commit_limit), WIN32_EMULATED)
-        self.backend = RecordingBackend(inner)
+        self.backend = self.open_recording_backend()
         b = self.backend
         self.geometry = geometry_named(self.geometry_name, b.page, b.granularity)
         self.handles: list[ArenaHandle] = []
@@ -187,6 +181,19 @@ class ArenaMachine(RuleBasedStateMachine):
         self._alloc_numbers = itertools.count()
         self.live_allocs: list[AllocHandle] = []
         self.notes: list[str] = []
+
+    def open_recording_backend(self) -> RecordingBackend:
+        if self.isolated:
+            # Duck-typed: the child's proxy offers what the machine reads of a recorder.
+            return cast(RecordingBackend, child_backend(self.backend_name, self.commit_limit))
+        if self.commit_limit is None:
+            return RecordingBackend(open_backend(self.backend_name))
+        # A commit limit exists only in the emulated kernel: the stand-in is built here with
+        # it, instead of through the seam.
+        if self.backend_name != WIN32_EMULATED:
+            raise ValueError(f"a commit limit needs {WIN32_EMULATED}, not {self.backend_name}")
+        k32 = EmulatedKernel32(commit_limit=self.commit_limit)
+        return RecordingBackend(WindowsBackend(k32, WIN32_EMULATED))
 
     # ---------------------------------------------------------------- helpers
 
@@ -270,7 +277,11 @@ class ArenaMachine(RuleBasedStateMachine):
     def create_arena(self, min_align: int) -> ArenaHandle | Any:
         charge = self.emulated_commit()
         try:
-            impl = self.arena_factory(self.backend, self.geometry, min_align)
+            if self.isolated:
+                spec = self.arena_impl or DEFAULT_IMPL
+                impl = cast(Any, self.backend).new_arena(spec, self.geometry_name, min_align)
+            else:
+                impl = self.arena_factory(self.backend, self.geometry, min_align)
         except OSCallFailed as error:
             return self.creation_failed(error, charge)
         model = ArenaModel(self.geometry, impl.reservation, min_align)
@@ -688,6 +699,7 @@ def machine_for(
     impl: str | None = None,
     commit_limit: int | None = None,
     faults: bool = False,
+    isolated: bool = False,
 ) -> type[ArenaMachine]:
     """A configured ArenaMachine subclass, named after its configuration.
 
@@ -704,6 +716,7 @@ def machine_for(
         "arena_impl": impl,
         "arena_factory": staticmethod(factory),
         "commit_limit": commit_limit,
+        "isolated": isolated,
     }
     if min_aligns != MIN_ALIGNS:
 
@@ -721,6 +734,8 @@ def machine_for(
         parts.append(getattr(factory, "__name__", "custom"))
     if commit_limit is not None:
         parts.append(f"limit{commit_limit}")
+    if isolated:
+        parts.append("isolated")
     base = FaultMachine if faults else ArenaMachine
     name = base.__name__ + "_" + "_".join(parts)
     return type(re.sub(r"\W", "_", name), (base,), attrs)

@@ -51,6 +51,16 @@ class SecondFreeCallsOS(Arena):
         self._release()
 
 
+class WritesBelowStart(Arena):
+    """After each allocation, touches the byte just below S: uncommitted, so it faults."""
+
+    def try_alloc(self, size: object, align: object = 1) -> int | None:
+        addr = super().try_alloc(size, align)
+        if addr is not None:
+            self._backend.write(self._start - 1, b"\x00")
+        return addr
+
+
 def factory(cls: type[Arena]) -> object:
     def make(backend: Backend, geometry: Geometry, min_align: int) -> Arena:
         return cls.new(backend, geometry, min_align)

@@ -40,6 +40,7 @@ def config_of(machine: type[RuleBasedStateMachine]) -> dict[str, Any]:
             "impl": machine.arena_impl,
             "commit_limit": machine.commit_limit,
             "faults": issubclass(machine, FaultMachine),
+            "isolated": machine.isolated,
         }
     for kind, base in VM_MACHINES.items():
         if issubclass(machine, base):
@@ -60,6 +61,7 @@ def build(
             impl=impl or config.get("impl"),
             commit_limit=config.get("commit_limit"),
             faults=bool(config.get("faults")),
+            isolated=bool(config.get("isolated")),
         )
     if kind in VM_MACHINES:
         if (kind == "WindowsVMMachine") != (family(backend_name) == "windows"):

@@ -221,7 +221,12 @@ class LeakAfterFailedCommit(Arena):
 
     @classmethod
     def new(
-        cls, backend: Backend, geometry: Geometry, min_align: int = 1, pool: bool = False
+        cls,
+        backend: Backend,
+        geometry: Geometry,
+        min_align: int = 1,
+        pool: bool = False,
+        strategy: str = "reserve-commit",
     ) -> Arena:
         reservation = backend.reserve(geometry.reserved_size)
         arena = cls(backend, geometry, reservation, min_align, pool)
@@ -253,7 +258,12 @@ class ReservationCharged(Arena):
 
     @classmethod
     def new(
-        cls, backend: Backend, geometry: Geometry, min_align: int = 1, pool: bool = False
+        cls,
+        backend: Backend,
+        geometry: Geometry,
+        min_align: int = 1,
+        pool: bool = False,
+        strategy: str = "reserve-commit",
     ) -> Arena:
         reservation = backend.reserve(geometry.reserved_size)
         backend.commit(reservation, geometry.reserved_size)
