@@ -57,6 +57,7 @@ from impl.pool import ArenaPool, Owner, PoolArena, Release
 from impl.posix_backend import PosixBackend
 from impl.proc_maps import spans_in
 from model.arena import MIN_ALIGNS, ArenaModel, OsCall, OsOp, Outcome
+from model.arith import round_down, round_up
 from model.geometry import Geometry, geometry_named
 from model.pool import (
     METADATA_BYTES,
@@ -349,6 +350,11 @@ class PoolMachine(RuleBasedStateMachine):
             return []
         return [t for t in self.threads if self._model.thread_state(t) == state]
 
+    def circulating(self) -> int:
+        """Arenas in the pool or held: those a get can still obtain."""
+        m = self._model
+        return 0 if m is None else len(m.stack) + len(m.holders)
+
     def shared_arenas(self) -> list[int]:
         """Arenas ever shared: the engine's release of each is allowed once per share."""
         return [] if self._model is None else sorted(self._model.ever_shared)
@@ -408,6 +414,20 @@ class PoolMachine(RuleBasedStateMachine):
             view == want,
             f"{what}: the OS shows {describe(view, model.container)}; "
             f"model expects {describe(want, model.container)}",
+        )
+
+    def confirm_committed(self, what: str, model: ArenaModel, lo: int, hi: int) -> None:
+        """Model and OS both say ``[lo, hi)`` is committed read-write, or fail untouched."""
+        self.expect(
+            model.start <= lo and hi <= model.container_end,
+            f"{what}: the model says [{lo:#x}, {hi:#x}) is not committed",
+        )
+        page = self.geometry.page
+        view = self.backend.query(round_down(lo, page), round_up(hi, page))
+        self.expect(
+            all(s.state is SpanState.COMMITTED and "w" in s.prot for s in view),
+            f"{what}: the OS does not show [{lo:#x}, {hi:#x}) committed read-write: "
+            f"{describe(view, model.container)}",
         )
 
     def confirm_freed(self, what: str, model: ArenaModel) -> None:
@@ -735,6 +755,8 @@ class PoolMachine(RuleBasedStateMachine):
         offsets = (
             [] if size == 0 else [0] if size < 2 * PATTERN_CHUNK else [0, size - PATTERN_CHUNK]
         )
+        if offsets:
+            self.confirm_committed(f"alloc({size}, {align})", m, written.addr, written.addr + size)
         for offset in offsets:
             n = min(PATTERN_CHUNK, size - offset)
             data = pattern(seed + offset, n)
@@ -785,11 +807,13 @@ class PoolMachine(RuleBasedStateMachine):
             self.allocs[arena_id] = []
         event(f"release: {got.value}")
 
-    @precondition(lambda self: bool(self.threads_in("holding")))
+    @precondition(lambda self: bool(self.threads_in("holding")) and self.circulating() >= 2)
     @rule(thread=a_thread("holding"))
     @traced
     def retire(self, thread: str) -> None:
-        """The holder lets go of its arena (the pool side's release)."""
+        """The holder lets go of its arena (the pool side's release). The last arena in
+        circulation is never let go: every thread would then wait (or fail) for good, and
+        the rest of the example would be spent there."""
         arena = self.held.pop(thread)
         predicted = self.model.retire(thread)
         self.allocs[arena.id] = []
@@ -855,6 +879,7 @@ class PoolMachine(RuleBasedStateMachine):
 
     @invariant()
     def arenas_agree_with_model_and_os(self) -> None:
+        """R, C, S, P, F; the OS view; footer, metadata and written bytes in memory."""
         if self._model is None:
             return
         alive_ids = [i for i in self.handles if self.model.memory_alive(i)]
@@ -878,30 +903,27 @@ class PoolMachine(RuleBasedStateMachine):
                 self.expect(
                     g_val == w_val, f"arena{arena_id}: {name} is {g_val:#x}, model {w_val:#x}"
                 )
+            # Memory is read only below here, once the OS shows the model's committed region.
             self.confirm_view(f"arena{arena_id}", m, views[arena_id])
             footer = self.backend.read(m.footer, 16)
             self.expect(footer == self.footers[arena_id], f"arena{arena_id}: footer overwritten")
             self.check_metadata(f"arena{arena_id}", m, self.model.metadata(arena_id))
+            self.check_allocations(arena_id, m)
 
-    @invariant()
-    def allocations_stay_below_metadata_and_survive(self) -> None:
+    def check_allocations(self, arena_id: int, m: ArenaModel) -> None:
         """ARENA.md 6.3 and 6.9: live allocations end below C + ACTIVE_SIZE; bytes survive."""
-        for arena_id, written in self.allocs.items():
-            if not written:
-                continue
-            m = self.model.arenas[arena_id]
-            lo, _ = metadata_range(self.geometry, m.container)
-            for w in written:
+        lo, _ = metadata_range(self.geometry, m.container)
+        for w in self.allocs[arena_id]:
+            self.expect(
+                m.start <= w.addr and w.addr + w.size <= lo,
+                f"arena{arena_id}: allocation at {w.addr:#x}+{w.size} is outside [S, "
+                "C + ACTIVE_SIZE)",
+            )
+            for offset, data in w.chunks.items():
+                got = self.backend.read(w.addr + offset, len(data))
                 self.expect(
-                    m.start <= w.addr and w.addr + w.size <= lo,
-                    f"arena{arena_id}: allocation at {w.addr:#x}+{w.size} is outside [S, "
-                    "C + ACTIVE_SIZE)",
+                    got == data, f"arena{arena_id}: bytes at {w.addr + offset:#x} overwritten"
                 )
-                for offset, data in w.chunks.items():
-                    got = self.backend.read(w.addr + offset, len(data))
-                    self.expect(
-                        got == data, f"arena{arena_id}: bytes at {w.addr + offset:#x} overwritten"
-                    )
 
     @invariant()
     def released_exactly_once(self) -> None:

@@ -24,10 +24,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from impl.backend import Backend, OsSpan
+from impl.backend import Backend, OsSpan, SpanState
 from impl.errors import PoolEmpty
 from impl.pool import ArenaPool, Behaviour, PoolArena, Release
 from model.arena import ArenaModel, OsOp
+from model.arith import round_down, round_up
 from model.geometry import Geometry
 from model.pool import (
     POSIX,
@@ -46,6 +47,8 @@ from stateful_tests.recording import RecordingBackend
 
 WATCHDOG_SECONDS = 30.0
 SWITCH_INTERVAL_SECONDS = 2e-6
+# Sleeps inside the pool's lock (see RecordingCondition), so that threads meet there.
+JITTER_SECONDS = 2e-5
 # Last resort if the watchdog itself hangs: print every stack and end the process, so a
 # hang becomes a crashed (failed) test, never a run that does not end.
 HARD_LIMIT_SECONDS = 120.0
@@ -169,11 +172,14 @@ class ThreadRun:
                     if settled
                     else f"no progress within {limit:.0f} s"
                 )
+                # A thread that failed holding an arena leaves the others waiting: its
+                # error is the cause, and comes first.
+                failed = "".join(f"{name} failed: {e!r}; then " for name, e in self.errors)
                 # Closing wakes every waiter (PoolClosed), so the threads end.
                 self.pool.close()
                 for t in self.threads:
                     t.join(5.0)
-                raise Deadlock(f"{why}; every thread's stack:\n{stacks}")
+                raise Deadlock(f"{failed}{why}; every thread's stack:\n{stacks}")
             for t in self.threads:
                 t.join(5.0)
         finally:
@@ -201,7 +207,6 @@ class Session:
     arena: int
     get_invoked: int
     get_returned: int
-    allocs: list[tuple[int, int, int | None]] = field(default_factory=list)
     writes: list[tuple[int, bytes]] = field(default_factory=list)
     add_invoked: int = 0
     add_returned: int = 0
@@ -240,9 +245,11 @@ def test_stress(backend: Backend, behaviour: Behaviour) -> None:
     """Workers get, allocate, write, sleep, verify and add for a fixed time; afterwards the
     pool, the arenas and every written byte are what the model predicts."""
     geometry = Geometry.small(backend.page, backend.granularity)
-    cond = RecordingCondition()
+    cond = RecordingCondition(jitter=JITTER_SECONDS, seed=len(behaviour))
     pool, kept = pool_for_threads(backend, geometry, behaviour, cond)
     assert pool.contents() == list(range(kept))
+    # Each arena's model is used only by the thread holding the arena, as the arena is.
+    models = {a.id: ArenaModel(geometry, a.arena.reservation, pool=True) for a in pool.arenas()}
     ticket = itertools.count().__next__  # atomic under the GIL: a global event order
     sessions: list[Session] = []
     last: dict[int, list[tuple[int, bytes]]] = {}
@@ -258,11 +265,14 @@ def test_stress(backend: Backend, behaviour: Behaviour) -> None:
                 invoked = ticket()
                 arena = pool.get()
                 s = Session(i, arena.id, invoked, ticket())
+                m = models[arena.id]
                 for j in range(rng.randint(1, 4)):
                     size, align = rng.choice(SIZES), rng.choice(ALIGNS)
                     addr = arena.try_alloc(size, align)
-                    s.allocs.append((size, align, addr))
+                    want = m.apply_alloc(m.plan_alloc(size, align), size)
+                    assert addr == want, f"arena{arena.id}: alloc({size}, {align}) gave {addr}"
                     if addr is not None and size:
+                        confirm_committed(backend, m, addr, addr + size)
                         data = stamp(i, n, j, size)
                         arena.write(addr, data)
                         s.writes.append((addr, data))
@@ -272,6 +282,7 @@ def test_stress(backend: Backend, behaviour: Behaviour) -> None:
                     got = arena.read(addr, len(data))
                     assert got == data, f"worker {i}: arena{arena.id} bytes at {addr:#x} changed"
                 last[arena.id] = s.writes
+                m.reset()
                 s.add_invoked = ticket()
                 pool.add(arena)
                 s.add_returned = ticket()
@@ -282,16 +293,24 @@ def test_stress(backend: Backend, behaviour: Behaviour) -> None:
 
     try:
         ThreadRun(pool, cond, [worker(i) for i in range(STRESS_WORKERS)]).join()
-        check_stress_outcome(pool, backend, geometry, kept, sessions, last)
+        check_stress_outcome(pool, backend, models, kept, sessions, last)
     finally:
         pool.close()
     assert all(not a.alive for a in pool.arenas()), "close left memory reserved"
 
 
+def confirm_committed(backend: Backend, model: ArenaModel, lo: int, hi: int) -> None:
+    """Model and OS both say ``[lo, hi)`` is committed read-write, before it is touched."""
+    assert model.start <= lo and hi <= model.container_end, "the model says not committed"
+    page = model.geometry.page
+    view = backend.query(round_down(lo, page), round_up(hi, page))
+    assert all(s.state is SpanState.COMMITTED and "w" in s.prot for s in view), view
+
+
 def check_stress_outcome(
     pool: ArenaPool,
     backend: Backend,
-    geometry: Geometry,
+    models: dict[int, ArenaModel],
     kept: int,
     sessions: list[Session],
     last: dict[int, list[tuple[int, bytes]]],
@@ -318,20 +337,13 @@ def check_stress_outcome(
             assert position[a] < position[b], (
                 f"arena{a} was added before arena{b} but lies above it: {contents}"
             )
-    # Each arena's sessions, replayed in order through its model, give every address.
     for impl in pool.arenas():
-        a = impl.arena
-        model = ArenaModel(geometry, a.reservation, pool=True)
-        for s in by_arena.get(impl.id, []):
-            for size, align, addr in s.allocs:
-                want = model.apply_alloc(model.plan_alloc(size, align), size)
-                assert addr == want, f"arena{impl.id}: alloc({size}, {align}) gave {addr}"
-            model.reset()
+        a, model = impl.arena, models[impl.id]
         assert (a.start, a.cursor) == (model.start, model.cursor), f"arena{impl.id}: S, P"
         view = backend.query(model.reservation, model.reservation_end)
         assert view == expected_view(model), f"arena{impl.id}: the OS view differs"
-        lo, _ = metadata_range(geometry, model.container)
-        want_meta = metadata_image(impl.id, False, geometry.active_size)
+        lo, _ = metadata_range(model.geometry, model.container)
+        want_meta = metadata_image(impl.id, False, model.geometry.active_size)
         assert backend.read(lo, len(want_meta)) == want_meta, f"arena{impl.id}: metadata"
         for addr, data in last.get(impl.id, []):
             assert backend.read(addr, len(data)) == data, f"arena{impl.id}: bytes lost"
@@ -473,7 +485,8 @@ OPS_PER_THREAD = 3
         max_size=THREADS,
     ),
     arenas=st.integers(1, THREADS),
-    pauses=st.lists(st.integers(0, 20), min_size=1, max_size=8),
+    pauses=st.lists(st.sampled_from((0, 0, 1, 5, 20)), min_size=1, max_size=8),
+    seed=st.integers(0, 2**16),
 )
 def test_histories_are_linearizable(
     backend: Backend,
@@ -481,11 +494,12 @@ def test_histories_are_linearizable(
     programs: list[list[str]],
     arenas: int,
     pauses: list[int],
+    seed: int,
 ) -> None:
     """3 threads x 3 calls on a pool of 1 to 3 arenas: some sequential order of the model
     explains every result, respecting the order in which calls returned and began."""
     geometry = Geometry.small(backend.page, backend.granularity)
-    cond = RecordingCondition()
+    cond = RecordingCondition(jitter=JITTER_SECONDS, seed=seed)
     # Windows: creation failing at arena k + 2 leaves k arenas.
     fail_at = None if behaviour == POSIX else arenas + 2
     injector = failing_reserve(backend.name, backend)

@@ -297,8 +297,12 @@ class WindowsVMMachine(RuleBasedStateMachine):
         if allowance is None:
             return
         label(f"{self.backend.name} allowance: {allowance.name}")
-        if isinstance(allowance.instead, AsWindowsWith):
-            # The backend did what Windows does for the changed call: so does the model now.
+        rule = allowance.instead
+        if isinstance(rule, AsWindowsWith):
+            # The backend did what Windows does for the changed call: so does the model now
+            # (evaluated again, so that the copy is this row's whatever else was evaluated).
+            assert counterfactual is not None
+            counterfactual(rule.argument, rule.value)
             assert self.counterfactual_model is not None
             self.model = self.counterfactual_model
         self.counterfactual_model = None
