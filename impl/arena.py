@@ -28,6 +28,11 @@ _ISIZE_MAX = (1 << 63) - 1
 FOOTER_MAGIC = 0xA4E7_A4E7_F007_E400
 RESERVE_COMMIT = "reserve-commit"
 SYSTEM = "system"
+TIGHT = "tight"
+STRATEGIES = (RESERVE_COMMIT, SYSTEM, TIGHT)
+# Windows without VirtualAlloc2 re-reserves the container after releasing the over-sized
+# reservation; another thread may take the range in between, so it tries a few times.
+TIGHT_RETRIES = 3
 _FOOTER = struct.Struct("<QQ")
 
 
@@ -73,6 +78,7 @@ class Arena:
         self._start = self._container_end - geometry.first_commit
         self._cursor = self._reset_cursor()
         self._alive = True
+        self._reserved_size = geometry.reserved_size
 
     # ---------------------------------------------------------------- creation
 
@@ -99,17 +105,62 @@ class Arena:
             arena._start = arena._container
             arena._write_footer()
             return arena
+        if strategy == TIGHT:
+            tight = cls._reserve_tight(backend, geometry)
+            if tight is None:
+                return cls.new(backend, geometry, min_align, pool)  # fall back: reserve-commit
+            arena = cls(backend, geometry, tight, min_align, pool)
+            arena._reserved_size = geometry.container_size
+            arena._commit_first()
+            return arena
         if strategy != RESERVE_COMMIT:
-            raise ValueError(f"unknown strategy {strategy!r}: {RESERVE_COMMIT} or {SYSTEM}")
+            raise ValueError(f"unknown strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
         reservation = backend.reserve(geometry.reserved_size)
         arena = cls(backend, geometry, reservation, min_align, pool)
+        arena._commit_first()
+        return arena
+
+    @staticmethod
+    def _reserve_tight(backend: Backend, geometry: Geometry) -> int | None:
+        """Exactly CONTAINER_SIZE reserved at a CONTAINER_ALIGN-aligned base, or None.
+
+        One aligned reservation where the OS offers it (VirtualAlloc2); else reserve the
+        over-sized block and give back head and tail (munmap can); else release it and
+        reserve the container at C, a bounded number of times.
+        """
+        size, align = geometry.container_size, geometry.container_align
+        base = backend.reserve_aligned(size, align)
+        if base is not None:
+            return base
+        if backend.partial_release:
+            r0 = backend.reserve(geometry.reserved_size)
+            c = (r0 + align - 1) & ~(align - 1)
+            end = r0 + geometry.reserved_size
+            try:
+                if c > r0:
+                    backend.release(r0, c - r0)
+                backend.release(c + size, end - (c + size))
+            except OSCallFailed:
+                backend.release(r0, geometry.reserved_size)  # munmap ignores the holes
+                raise
+            return c
+        for _ in range(TIGHT_RETRIES):
+            r0 = backend.reserve(geometry.reserved_size)
+            backend.release(r0, geometry.reserved_size)
+            c = (r0 + align - 1) & ~(align - 1)
+            if backend.reserve_at(c, size):
+                return c
+        return None
+
+    def _commit_first(self) -> None:
+        """Commit ``[S0, S0 + FIRST_COMMIT)`` and write the footer; on failure, release all."""
+        backend, geometry, arena = self._backend, self._geometry, self
         try:
             backend.commit(arena._start, geometry.first_commit)
         except OSCallFailed:
             arena._release()
             raise
         arena._write_footer()
-        return arena
 
     def _reset_cursor(self) -> int:
         if self._pool:
@@ -220,7 +271,7 @@ class Arena:
         self._release()
 
     def _release(self) -> None:
-        self._backend.release(self._reservation, self._geometry.reserved_size)
+        self._backend.release(self._reservation, self._reserved_size)
         self._alive = False
 
     # ------------------------------------------------------------- memory I/O
@@ -256,3 +307,8 @@ class Arena:
 def system_arena(backend: Backend, geometry: Geometry, min_align: int = 1) -> Arena:
     """An arena with the ``system`` strategy (``--arena-impl impl.arena:system_arena``)."""
     return Arena.new(backend, geometry, min_align, strategy=SYSTEM)
+
+
+def tight_arena(backend: Backend, geometry: Geometry, min_align: int = 1) -> Arena:
+    """An arena with the ``tight`` strategy (``--arena-impl impl.arena:tight_arena``)."""
+    return Arena.new(backend, geometry, min_align, strategy=TIGHT)

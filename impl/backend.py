@@ -58,14 +58,35 @@ class Backend(ABC):
     name: str
     page: int
     granularity: int
+    # Whether ``release`` may give back part of a reservation (munmap can; VirtualFree
+    # with MEM_RELEASE cannot).
+    partial_release: bool = True
 
     @abstractmethod
     def reserve(self, size: int) -> int:
         """Reserve ``size`` bytes anywhere, inaccessible and uncharged; returns the base."""
 
-    @abstractmethod
+    def reserve_at(self, addr: int, size: int) -> bool:
+        """Reserve exactly ``[addr, addr + size)``, never over another mapping; False if taken.
+
+        A backend that cannot place a reservation says False, and a ``tight`` arena then
+        falls back to ``reserve-commit``.
+        """
+        return False
+
+    def reserve_aligned(self, size: int, align: int) -> int | None:
+        """Reserve ``size`` bytes at an ``align``-aligned base in one call, where the OS can."""
+        return None
+
     def reserve_committed(self, size: int) -> int:
         """Obtain ``size`` bytes anywhere, already committed read-write (and charged)."""
+        base = self.reserve(size)
+        try:
+            self.commit(base, size)
+        except BaseException:
+            self.release(base, size)
+            raise
+        return base
 
     @abstractmethod
     def commit(self, addr: int, size: int) -> None:

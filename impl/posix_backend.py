@@ -43,6 +43,20 @@ class PosixBackend(Backend):
             raise OSCallFailed("mmap", r.errno, f"reserve {size:#x} bytes")
         return r.value
 
+    def reserve_at(self, addr: int, size: int) -> bool:
+        noreplace = self.libc.flavor.map_fixed_noreplace
+        if noreplace is not None:
+            r = self.libc.mmap(addr, size, PROT_NONE, self._reserve_flags | noreplace, -1, 0)
+            return r.value != MAP_FAILED
+        # No MAP_FIXED_NOREPLACE (macOS): ask with a hint and give back anything misplaced.
+        r = self.libc.mmap(addr, size, PROT_NONE, self._reserve_flags, -1, 0)
+        if r.value == MAP_FAILED:
+            return False
+        if r.value != addr:
+            self.libc.munmap(r.value, size)
+            return False
+        return True
+
     def reserve_committed(self, size: int) -> int:
         # A private writable mapping without MAP_NORESERVE: charged to Committed_AS and
         # counted by RLIMIT_DATA, as a system allocator's block is (VM_SEMANTICS.md B.2).

@@ -13,6 +13,9 @@ from typing import Any
 from impl.backend import Backend, OsSpan, SpanState, merge_spans
 from impl.errors import OSCallFailed
 from impl.win_kernel32 import (
+    MEM_ADDRESS_REQUIREMENTS,
+    MEM_EXTENDED_PARAMETER,
+    MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS,
     MEMORY_BASIC_INFORMATION,
     SYSTEM_INFO,
     Kernel32,
@@ -55,6 +58,7 @@ def protect_letters(protect: int) -> str:
 
 class WindowsBackend(Backend):
     name = "win32-native"
+    partial_release = False
 
     def __init__(self, kernel32: Kernel32 | None = None, name: str | None = None) -> None:
         self.k32 = kernel32 if kernel32 is not None else load_kernel32()
@@ -85,6 +89,23 @@ class WindowsBackend(Backend):
         if not base:
             raise OSCallFailed("VirtualAlloc", err, f"reserve {size:#x} bytes")
         return base
+
+    def reserve_at(self, addr: int, size: int) -> bool:
+        base, _ = self.call(self.k32.VirtualAlloc, addr, size, MEM_RESERVE, PAGE_NOACCESS)
+        return base == addr
+
+    def reserve_aligned(self, size: int, align: int) -> int | None:
+        """VirtualAlloc2 with MEM_ADDRESS_REQUIREMENTS, where KernelBase exports it (A.6)."""
+        alloc2 = getattr(self.k32, "VirtualAlloc2", None)
+        if alloc2 is None:
+            return None
+        requirements = MEM_ADDRESS_REQUIREMENTS(None, None, align)
+        param = MEM_EXTENDED_PARAMETER(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, 0)
+        param.Pointer = ctypes.addressof(requirements)
+        base, _ = self.call(
+            alloc2, None, None, size, MEM_RESERVE, PAGE_NOACCESS, ctypes.byref(param), 1
+        )
+        return base or None
 
     def reserve_committed(self, size: int) -> int:
         kind = MEM_RESERVE | MEM_COMMIT

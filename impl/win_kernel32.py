@@ -44,7 +44,24 @@ class SYSTEM_INFO(ctypes.Structure):  # noqa: N801 - the Windows name
     ]
 
 
+class MEM_ADDRESS_REQUIREMENTS(ctypes.Structure):  # noqa: N801 - the Windows name
+    _fields_ = [
+        ("LowestStartingAddress", ctypes.c_void_p),
+        ("HighestEndingAddress", ctypes.c_void_p),
+        ("Alignment", ctypes.c_size_t),
+    ]
+
+
+class MEM_EXTENDED_PARAMETER(ctypes.Structure):  # noqa: N801 - the Windows name
+    # Type lives in the low 8 bits of the first 64-bit word; then a pointer-sized union.
+    _fields_ = [("Type", ctypes.c_uint64), ("Pointer", ctypes.c_void_p)]
+
+
+MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS = 1
+
 assert ctypes.sizeof(MEMORY_BASIC_INFORMATION) == 48
+assert ctypes.sizeof(MEM_ADDRESS_REQUIREMENTS) == 24
+assert ctypes.sizeof(MEM_EXTENDED_PARAMETER) == 16
 assert ctypes.sizeof(SYSTEM_INFO) == 48
 
 
@@ -104,6 +121,21 @@ class NativeKernel32:
         self.VirtualFree = dll.VirtualFree
         self.VirtualQuery = dll.VirtualQuery
         self.GetSystemInfo = dll.GetSystemInfo
+        # VirtualAlloc2 is exported by KernelBase, not kernel32, from Windows 10 1803 (A.6).
+        base: Any = ctypes.WinDLL("kernelbase", use_last_error=True)
+        alloc2 = getattr(base, "VirtualAlloc2", None)
+        if alloc2 is not None:
+            alloc2.argtypes = [
+                ctypes.c_void_p,
+                ctypes.c_void_p,
+                ctypes.c_size_t,
+                DWORD,
+                DWORD,
+                ctypes.POINTER(MEM_EXTENDED_PARAMETER),
+                DWORD,
+            ]
+            alloc2.restype = ctypes.c_void_p
+            self.VirtualAlloc2 = alloc2
         ctypes_module: Any = ctypes
         self.get_last_error = ctypes_module.get_last_error
         self.set_last_error = ctypes_module.set_last_error

@@ -22,6 +22,7 @@ MIN_ALIGNS = (1, 2, 4, 8, 16)
 
 class OsOp(enum.Enum):
     RESERVE = "reserve"
+    RESERVE_AT = "reserve-at"
     RESERVE_COMMITTED = "reserve-committed"
     COMMIT = "commit"
     DECOMMIT = "decommit"
@@ -75,12 +76,19 @@ class AllocPlan:
         return self.commit is not None
 
 
+RESERVE_COMMIT = "reserve-commit"
+TIGHT = "tight"
+
+
 @dataclass
 class ArenaModel:
+    """``reservation`` is what the arena holds: R, or for ``tight`` the container C itself."""
+
     geometry: Geometry
     reservation: int
     min_align: int = 1
     pool: bool = False
+    strategy: str = RESERVE_COMMIT
     start: int = field(init=False)
     cursor: int = field(init=False)
     alive: bool = field(init=False, default=True)
@@ -105,8 +113,14 @@ class ArenaModel:
         return self.container + self.geometry.container_size
 
     @property
+    def reserved_size(self) -> int:
+        """RESERVED_SIZE, or CONTAINER_SIZE for a tight arena (head and tail given back)."""
+        g = self.geometry
+        return g.container_size if self.strategy == TIGHT else g.reserved_size
+
+    @property
     def reservation_end(self) -> int:
-        return self.reservation + self.geometry.reserved_size
+        return self.reservation + self.reserved_size
 
     @property
     def footer(self) -> int:
@@ -134,16 +148,36 @@ class ArenaModel:
     # --------------------------------------------------------------- creation
 
     @staticmethod
-    def creation_calls(geometry: Geometry, reservation: int | None) -> list[OsCall]:
-        """The calls ``new()`` makes: reserve anywhere, then the first commit."""
+    def creation_calls(
+        geometry: Geometry,
+        reservation: int | None,
+        strategy: str = RESERVE_COMMIT,
+        partial_release: bool = True,
+    ) -> list[OsCall]:
+        """The calls ``new()`` makes, given the base the first reservation got.
+
+        reserve-commit: reserve anywhere, then the first commit. tight, where the OS can
+        release part of a reservation (POSIX): reserve, give back the head [R, C) and the
+        tail [C + CONTAINER_SIZE, R + RESERVED_SIZE), commit. tight elsewhere (Windows
+        without VirtualAlloc2): reserve, release, reserve exactly the container at C, commit.
+        """
         calls = [OsCall(OsOp.RESERVE, None, geometry.reserved_size)]
-        if reservation is not None:
-            probe = ArenaModel(geometry, reservation)
-            calls.append(OsCall(OsOp.COMMIT, probe.initial_start, geometry.first_commit))
+        if reservation is None:
+            return calls
+        probe = ArenaModel(geometry, reservation)
+        c, ce = probe.container, probe.container_end
+        if strategy == TIGHT and partial_release:
+            if c > reservation:
+                calls.append(OsCall(OsOp.RELEASE, reservation, c - reservation))
+            calls.append(OsCall(OsOp.RELEASE, ce, probe.reservation_end - ce))
+        elif strategy == TIGHT:
+            calls.append(OsCall(OsOp.RELEASE, reservation, geometry.reserved_size))
+            calls.append(OsCall(OsOp.RESERVE_AT, c, geometry.container_size))
+        calls.append(OsCall(OsOp.COMMIT, probe.initial_start, geometry.first_commit))
         return calls
 
     def release_call(self) -> OsCall:
-        return OsCall(OsOp.RELEASE, self.reservation, self.geometry.reserved_size)
+        return OsCall(OsOp.RELEASE, self.reservation, self.reserved_size)
 
     # ------------------------------------------------------------------ alloc
 

@@ -39,7 +39,7 @@ from impl.errors import (
     UseAfterFree,
 )
 from impl.win_backend import WindowsBackend
-from model.arena import MIN_ALIGNS, ArenaModel, OsCall, OsOp, Outcome
+from model.arena import MIN_ALIGNS, RESERVE_COMMIT, TIGHT, ArenaModel, OsCall, OsOp, Outcome
 from model.arith import round_down, round_up
 from model.geometry import Geometry, geometry_named
 from stateful_tests.backends import WIN32_EMULATED, open_backend
@@ -166,6 +166,7 @@ class ArenaMachine(RuleBasedStateMachine):
     arena_impl: ClassVar[str | None] = None
     commit_limit: ClassVar[int | None] = None
     isolated: ClassVar[bool] = False
+    strategy: ClassVar[str] = RESERVE_COMMIT
 
     arenas = Bundle("arenas")
     dead = Bundle("dead_arenas")
@@ -280,11 +281,15 @@ class ArenaMachine(RuleBasedStateMachine):
             if self.isolated:
                 spec = self.arena_impl or DEFAULT_IMPL
                 impl = cast(Any, self.backend).new_arena(spec, self.geometry_name, min_align)
+            elif self.strategy != RESERVE_COMMIT:
+                impl = self.arena_factory(  # type: ignore[call-arg]
+                    self.backend, self.geometry, min_align, strategy=self.strategy
+                )
             else:
                 impl = self.arena_factory(self.backend, self.geometry, min_align)
         except OSCallFailed as error:
             return self.creation_failed(error, charge)
-        model = ArenaModel(self.geometry, impl.reservation, min_align)
+        model = ArenaModel(self.geometry, impl.reservation, min_align, strategy=self.strategy)
         # Tracked before any check, so that teardown frees it even when a check fails.
         handle = ArenaHandle(next(self._numbers), impl, model, b"")
         self.handles.append(handle)
@@ -292,11 +297,30 @@ class ArenaMachine(RuleBasedStateMachine):
             f"model: R from the OS, C={model.container:#x} S={model.start:#x} P={model.cursor:#x}"
         )
         self.note(f"OS calls: {[str(c) for c in self.backend.calls()]}")
-        self.expect_calls("new", ArenaModel.creation_calls(self.geometry, impl.reservation))
+        self.expect_calls("new", self.predicted_creation(impl.reservation))
         self.confirm_committed_footer(model)
         handle.footer = self.backend.read(model.footer, 16)
         self.check_arena(handle)
         return handle
+
+    def predicted_creation(self, reservation: int) -> list[OsCall]:
+        """The calls ``new`` must have made, given the log's first reservation."""
+        g = self.geometry
+        first = self.backend.log[0] if self.backend.log else None
+        if self.strategy != TIGHT or first is None or first.result is None:
+            return ArenaModel.creation_calls(g, reservation)
+        if first.call.size == g.container_size:  # one aligned reservation (VirtualAlloc2)
+            return [
+                first.call,
+                OsCall(
+                    OsOp.COMMIT, reservation + g.container_size - g.first_commit, g.first_commit
+                ),
+            ]
+        if any(e.call.op is OsOp.RESERVE_AT and e.error is not None for e in self.backend.log):
+            # Another allocation took C between release and re-reserve: a retry, not a bug.
+            label("tight: the container was taken, reserved again")
+            return [e.call for e in self.backend.log]
+        return ArenaModel.creation_calls(g, first.result, TIGHT, self.backend.partial_release)
 
     def creation_failed(self, error: OSCallFailed, charge: tuple[int, int] | None) -> Any:
         """Creation may fail only where the OS refused a call: then nothing may stay reserved."""
@@ -318,8 +342,13 @@ class ArenaMachine(RuleBasedStateMachine):
             reserve = log[0]
             expect(reserve.result is not None, f"new failed before reserving: {error}")
             assert reserve.result is not None
-            model = ArenaModel(self.geometry, reserve.result)
-            want = [*ArenaModel.creation_calls(self.geometry, reserve.result), model.release_call()]
+            held = ArenaModel(self.geometry, reserve.result)
+            if self.strategy == TIGHT:
+                held = ArenaModel(self.geometry, held.container, strategy=TIGHT)
+            calls = ArenaModel.creation_calls(
+                self.geometry, reserve.result, self.strategy, self.backend.partial_release
+            )
+            want = [*calls, held.release_call()]
         expect(
             got == want,
             f"new after a refused {failed.call.op.value}: OS calls {[str(c) for c in got]}, "
@@ -616,7 +645,7 @@ class ArenaMachine(RuleBasedStateMachine):
         Checked after every step rather than only at teardown, so a leak shrinks to the
         step that caused it.
         """
-        live = {h.model.reservation: h.model.geometry.reserved_size for h in self.live_arenas()}
+        live = {h.model.reservation: h.model.reserved_size for h in self.live_arenas()}
         stray = {b: n for b, n in self.backend.live.items() if live.get(b) != n}
         expect(
             not stray and set(live) <= set(self.backend.live),
@@ -700,6 +729,7 @@ def machine_for(
     commit_limit: int | None = None,
     faults: bool = False,
     isolated: bool = False,
+    strategy: str = RESERVE_COMMIT,
 ) -> type[ArenaMachine]:
     """A configured ArenaMachine subclass, named after its configuration.
 
@@ -717,6 +747,7 @@ def machine_for(
         "arena_factory": staticmethod(factory),
         "commit_limit": commit_limit,
         "isolated": isolated,
+        "strategy": strategy,
     }
     if min_aligns != MIN_ALIGNS:
 
@@ -736,6 +767,8 @@ def machine_for(
         parts.append(f"limit{commit_limit}")
     if isolated:
         parts.append("isolated")
+    if strategy != RESERVE_COMMIT:
+        parts.append(strategy)
     base = FaultMachine if faults else ArenaMachine
     name = base.__name__ + "_" + "_".join(parts)
     return type(re.sub(r"\W", "_", name), (base,), attrs)

@@ -41,6 +41,7 @@ def config_of(machine: type[RuleBasedStateMachine]) -> dict[str, Any]:
             "commit_limit": machine.commit_limit,
             "faults": issubclass(machine, FaultMachine),
             "isolated": machine.isolated,
+            "strategy": machine.strategy,
         }
     for kind, base in VM_MACHINES.items():
         if issubclass(machine, base):
@@ -62,6 +63,7 @@ def build(
             commit_limit=config.get("commit_limit"),
             faults=bool(config.get("faults")),
             isolated=bool(config.get("isolated")),
+            strategy=config.get("strategy", "reserve-commit"),
         )
     if kind in VM_MACHINES:
         if (kind == "WindowsVMMachine") != (family(backend_name) == "windows"):

@@ -19,6 +19,7 @@ once, and only after both owners let go.
 
 from __future__ import annotations
 
+import abc
 import faulthandler
 import os
 import queue
@@ -172,18 +173,44 @@ class RecordingCondition(threading.Condition):
                     self._observed.wait(remaining)
 
 
-class FailingReserve(Backend):
+class ForwardingBackend(Backend):
+    """A backend wrapper: every method of the Backend interface, abstract or not, is
+    forwarded to ``inner`` through :meth:`_call` unless a subclass defines it, and the
+    interface's attributes are copied, so a wrapper keeps working as the interface grows."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        for attr in Backend.__annotations__:
+            if hasattr(inner, attr):
+                setattr(self, attr, getattr(inner, attr))
+
+    def _call(self, method: str, *args: Any) -> Any:
+        return getattr(self.inner, method)(*args)
+
+
+def _forwarder(method: str) -> Callable[..., Any]:
+    def forward(self: ForwardingBackend, *args: Any) -> Any:
+        return self._call(method, *args)
+
+    forward.__name__ = method
+    return forward
+
+
+for _method, _member in list(vars(Backend).items()):
+    if callable(_member) and not _method.startswith("_"):
+        setattr(ForwardingBackend, _method, _forwarder(_method))
+abc.update_abstractmethods(ForwardingBackend)
+
+
+class FailingReserve(ForwardingBackend):
     """Passes every call through, except that the k-th reserve after ``arm(k)`` fails with
     the OS's out-of-memory code. Records the bases of the reserves that succeeded, and the
     OS's view of each released range taken right after the release, before anything else
     in the process (a thread's stack, the Python heap) can be mapped there."""
 
     def __init__(self, inner: Backend, call: str, code: int) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.page = inner.page
-        self.granularity = inner.granularity
-        self._call = call
+        super().__init__(inner)
+        self._call_name = call
         self._code = code
         self._fail_at: int | None = None
         self._count = 0
@@ -198,10 +225,10 @@ class FailingReserve(Backend):
         return reserved
 
     def _creation(self, size: int, reserve: Callable[[int], int]) -> int:
-        """Either way of obtaining an arena's range counts as one creation."""
+        """Either way of obtaining an arena's range anywhere counts as one creation."""
         self._count += 1
         if self._count == self._fail_at:
-            raise OSCallFailed(self._call, self._code, f"reserve {size:#x} bytes (injected)")
+            raise OSCallFailed(self._call_name, self._code, f"reserve {size:#x} bytes (injected)")
         base = reserve(size)
         self.reserved.append(base)
         return base
@@ -212,18 +239,9 @@ class FailingReserve(Backend):
     def reserve_committed(self, size: int) -> int:
         return self._creation(size, self.inner.reserve_committed)
 
-    def commit(self, addr: int, size: int) -> None:
-        self.inner.commit(addr, size)
-
-    def decommit(self, addr: int, size: int) -> None:
-        self.inner.decommit(addr, size)
-
     def release(self, addr: int, size: int) -> None:
         self.inner.release(addr, size)
-        self.after_release[addr] = self._view_now(addr, addr + size)
-
-    def _view_now(self, lo: int, hi: int) -> list[OsSpan]:
-        return self.views([(lo, hi)])[0]
+        self.after_release[addr] = self.views([(addr, addr + size)])[0]
 
     def views(self, ranges: list[tuple[int, int]]) -> list[list[OsSpan]]:
         """The OS's view of each range. On Linux, from one reading of /proc/self/maps, into
@@ -233,15 +251,6 @@ class FailingReserve(Backend):
             maps = read_maps_without_allocating()
             return [spans_in(maps, lo, hi) for lo, hi in ranges]
         return [self.inner.query(lo, hi) for lo, hi in ranges]
-
-    def query(self, lo: int, hi: int) -> list[OsSpan]:
-        return self.inner.query(lo, hi)
-
-    def read(self, addr: int, n: int) -> bytes:
-        return self.inner.read(addr, n)
-
-    def write(self, addr: int, data: bytes) -> None:
-        self.inner.write(addr, data)
 
 
 _MAPS = "/proc/self/maps"

@@ -37,6 +37,7 @@ class RecordingBackend(Backend):
         self.name = inner.name
         self.page = inner.page
         self.granularity = inner.granularity
+        self.partial_release = inner.partial_release
         self.log: list[LoggedCall] = []
         self.live: dict[int, int] = {}
         self.fence_tripped = False
@@ -129,8 +130,36 @@ class RecordingBackend(Backend):
         call = OsCall(OsOp.RELEASE, addr, size)
         self._fenced(call)
         self._run(call, self.inner.release, addr, size)
-        if self.live.get(addr) == size:
-            del self.live[addr]
+        self._forget(addr, addr + size)
+
+    def _forget(self, lo: int, hi: int) -> None:
+        """Take ``[lo, hi)`` out of the live reservations, keeping what is left of each."""
+        for base, n in list(self.live.items()):
+            end = base + n
+            if end <= lo or base >= hi:
+                continue
+            del self.live[base]
+            if base < lo:
+                self.live[base] = lo - base
+            if hi < end:
+                self.live[hi] = end - hi
+
+    def reserve_at(self, addr: int, size: int) -> bool:
+        """Logged with error -1 when the range was taken (the OS call made no change)."""
+        call = OsCall(OsOp.RESERVE_AT, addr, size)
+        self._inject(call)
+        ok = self.inner.reserve_at(addr, size)
+        self.log.append(LoggedCall(call, None if ok else -1, addr if ok else None))
+        if ok:
+            self.live[addr] = size
+        return ok
+
+    def reserve_aligned(self, size: int, align: int) -> int | None:
+        base = self.inner.reserve_aligned(size, align)
+        if base is not None:
+            self.log.append(LoggedCall(OsCall(OsOp.RESERVE, None, size), result=base))
+            self.live[base] = size
+        return base
 
     def query(self, lo: int, hi: int) -> list[OsSpan]:
         return self.inner.query(lo, hi)

@@ -19,12 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from impl.backend import Backend, OsSpan, SpanState
+from impl.backend import Backend, SpanState
 from impl.errors import PoolEmpty
 from impl.pool import ArenaPool, Behaviour, PoolArena, Release
 from model.arena import ArenaModel, OsOp
@@ -42,7 +43,12 @@ from model.pool import (
 from stateful_tests.arena_machine import expected_view
 from stateful_tests.backends import POSIX_NATIVE, WIN32_NATIVE, open_backend
 from stateful_tests.broken_pools import LostWakeup
-from stateful_tests.pool_machine import RecordingCondition, failing_reserve, thread_stacks
+from stateful_tests.pool_machine import (
+    ForwardingBackend,
+    RecordingCondition,
+    failing_reserve,
+    thread_stacks,
+)
 from stateful_tests.recording import RecordingBackend
 
 WATCHDOG_SECONDS = 30.0
@@ -58,52 +64,18 @@ class Deadlock(AssertionError):
     """Threads stopped making progress; the message carries every thread's stack."""
 
 
-class LockedBackend(Backend):
+class LockedBackend(ForwardingBackend):
     """Serialises every call. The kernel32 stand-in is a Python model and Wine's kernel32 is
     one server behind one pipe, neither thread-safe; the real kernels are, so the native
     backends run unlocked and their calls really overlap."""
 
     def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.page = inner.page
-        self.granularity = inner.granularity
+        super().__init__(inner)
         self._lock = threading.Lock()
 
-    def reserve(self, size: int) -> int:
+    def _call(self, method: str, *args: Any) -> Any:
         with self._lock:
-            return self.inner.reserve(size)
-
-    def reserve_committed(self, size: int) -> int:
-        with self._lock:
-            return self.inner.reserve_committed(size)
-
-    def commit(self, addr: int, size: int) -> None:
-        with self._lock:
-            self.inner.commit(addr, size)
-
-    def decommit(self, addr: int, size: int) -> None:
-        with self._lock:
-            self.inner.decommit(addr, size)
-
-    def release(self, addr: int, size: int) -> None:
-        with self._lock:
-            self.inner.release(addr, size)
-
-    def query(self, lo: int, hi: int) -> list[OsSpan]:
-        with self._lock:
-            return self.inner.query(lo, hi)
-
-    def read(self, addr: int, n: int) -> bytes:
-        with self._lock:
-            return self.inner.read(addr, n)
-
-    def write(self, addr: int, data: bytes) -> None:
-        with self._lock:
-            self.inner.write(addr, data)
-
-    def close(self) -> None:
-        self.inner.close()
+            return super()._call(method, *args)
 
 
 def thread_safe_backend(backend_name: str) -> Backend:
