@@ -1,4 +1,4 @@
-"""The ``arenacheck`` command: backends, replay, campaign, zoo."""
+"""The ``arenacheck`` command: backends, replay, campaign, zoo, bench."""
 
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return run_zoo(jobs=args.jobs)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from stateful_tests.bench import run_bench
+
+    return run_bench(quick=args.quick)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="arenacheck",
@@ -96,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     zoo = sub.add_parser("zoo", help="run ArenaMachine against every fault of the bug zoo")
     zoo.add_argument("-j", "--jobs", type=int, default=2, help="worker processes")
     zoo.set_defaults(func=cmd_zoo)
+
+    bench = sub.add_parser("bench", help="measure the harness and the arena: five figures")
+    bench.add_argument("--quick", action="store_true", help="a reduced run, under two minutes")
+    bench.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
     status: int = args.func(args)

@@ -44,17 +44,17 @@ from hypothesis.stateful import (
 
 from impl.backend import Backend, OsSpan, SpanState
 from impl.errors import (
-    ArenaError,
     ArenaFull,
     InvalidLayout,
     OSCallFailed,
+    PoolClosed,
     PoolCreationFailed,
     PoolEmpty,
     PoolMisuse,
     ReleaseRefused,
     UseAfterFree,
 )
-from impl.pool import ArenaPool, Owner, PoolArena, Release
+from impl.pool import ArenaPool, PoolArena, Release
 from impl.posix_backend import PosixBackend
 from impl.proc_maps import spans_in
 from model.arena import MIN_ALIGNS, ArenaModel, OsCall, OsOp, Outcome
@@ -959,26 +959,20 @@ class PoolMachine(RuleBasedStateMachine):
     # -------------------------------------------------------------- teardown
 
     def teardown(self) -> None:
-        """Close the pool, let every owner go; each reservation must be released once."""
+        """Close the pool and let every owner go, each as the model predicts; in the end
+        every reservation must have been released exactly once. After a failed step the
+        same is done, but only leaks are reported: the step's failure is the news."""
         errors: list[str] = []
         try:
-            if self._pool is not None:
-                self._pool.close()
-            for thread, worker in list(self.waiters.items()):
-                worker.join(WATCHDOG_SECONDS)
-                if worker.is_alive():
-                    errors.append(f"{thread} still blocked after close:\n{thread_stacks()}")
-            while not self.results.empty():
-                thread, outcome = self.results.get_nowait()
-                if isinstance(outcome, PoolArena):
-                    self.held[thread] = outcome
-            for arena in self.held.values():
-                arena.pool.retire(arena)
-            for arena in self.handles.values():
-                if arena.alive and Owner.ENGINE in arena.owners():
-                    arena.release_by_engine()
-        except (ArenaError, AssertionError) as e:
+            if self._pool is not None and self._model is not None:
+                self.let_everything_go(errors)
+        except Exception as e:  # after a failed step the model may not match: keep going
             errors.append(f"letting go at teardown failed: {e!r}")
+        finally:
+            if self._pool is not None:
+                self._pool.close()  # wakes any waiter the model did not know of
+            for worker in self.waiters.values():
+                worker.join(WATCHDOG_SECONDS)
         self.count_releases(self.backend.take_log())
         for arena_id, impl in self.handles.items():
             count = self.releases[impl.arena.reservation]
@@ -989,6 +983,34 @@ class PoolMachine(RuleBasedStateMachine):
             errors.append("leaked reservations: " + ", ".join(f"{b:#x}+{n:#x}" for b, n in leaked))
         if errors and not self.diverged:
             raise Divergence("; ".join(errors))
+
+    def let_everything_go(self, errors: list[str]) -> None:
+        """Close (waiters wake with PoolClosed), then holders let go, then the engine."""
+        m = self.model
+        predicted, woken = m.close()
+        got = [(arena_id, _RELEASES[r]) for arena_id, r in self.pool.close()]
+        if got != predicted:
+            errors.append(f"close let go of {got}, model predicts {predicted}")
+        for thread in woken:
+            worker = self.waiters.pop(thread)
+            worker.join(WATCHDOG_SECONDS)
+            if worker.is_alive():
+                errors.append(f"{thread} still blocked after close:\n{thread_stacks()}")
+        while not self.results.empty():
+            thread, outcome = self.results.get_nowait()
+            if not isinstance(outcome, PoolClosed):
+                errors.append(f"{thread}'s get ended with {outcome!r}, PoolClosed expected")
+        for thread, arena in list(self.held.items()):
+            want = m.retire(thread)
+            got_release = _RELEASES[self.pool.retire(arena)]
+            if got_release is not want:
+                errors.append(f"retire({thread}) at teardown: {got_release}, model {want}")
+        for arena_id, own in m.ownership.items():
+            if own.engine_owns:
+                want = m.engine_release(arena_id)
+                got_release = _RELEASES[self.handles[arena_id].release_by_engine()]
+                if got_release is not want:
+                    errors.append(f"engine release of arena{arena_id}: {got_release}, {want}")
 
     def count_releases(self, made: list[LoggedCall]) -> None:
         for entry in made:

@@ -1,0 +1,232 @@
+"""``arenacheck bench``: the figures that say how fast the harness explores and what an arena costs.
+
+1. Harness throughput: ArenaMachine steps per second with every check on, against a bare
+   RuleBasedStateMachine with as many rules doing nothing, same settings, same run.
+2. Scaling: wall time of one stateful workload under pytest-xdist with -n 1 and -n 2.
+3. Live arenas per process until creation fails, ``reserve-commit`` against ``tight``,
+   each counted in a child process of its own.
+4. Commit per arena for 100 KiB of mixed allocations, ``reserve-commit`` against ``system``,
+   read from the emulated kernel's commit count.
+5. The zoo: median and worst time to the first failure, and minimised program lengths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from hypothesis import settings
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _arena_rule_count() -> int:
+    from hypothesis.stateful import RULE_MARKER
+
+    from stateful_tests.arena_machine import ArenaMachine
+
+    return sum(1 for name in dir(ArenaMachine) if hasattr(getattr(ArenaMachine, name), RULE_MARKER))
+
+
+def _bare_machine(rules: int) -> type[RuleBasedStateMachine]:
+    """A machine with ``rules`` rules that do nothing but count."""
+    counter = {"steps": 0}
+
+    def make(i: int) -> Any:
+        def step(self: Any) -> None:
+            counter["steps"] += 1
+
+        step.__name__ = f"rule_{i}"
+        return rule()(step)
+
+    attrs: dict[str, Any] = {f"rule_{i}": make(i) for i in range(rules)}
+    attrs["counter"] = counter
+    return type("BareMachine", (RuleBasedStateMachine,), attrs)
+
+
+def throughput(examples: int) -> dict[str, float]:
+    from stateful_tests import labels
+    from stateful_tests.arena_machine import machine_for
+
+    run = settings(
+        max_examples=examples,
+        stateful_step_count=50,
+        deadline=None,
+        database=None,
+        print_blob=False,
+    )
+    machine = machine_for("posix-native", "small")
+    labels.reset()
+    start = time.perf_counter()
+    run_state_machine_as_test(machine, settings=run)
+    arena_s = time.perf_counter() - start
+    arena_steps = labels.RULES.total()
+    bare = _bare_machine(_arena_rule_count())
+    start = time.perf_counter()
+    run_state_machine_as_test(bare, settings=run)
+    bare_s = time.perf_counter() - start
+    bare_steps = bare.counter["steps"]  # type: ignore[attr-defined]
+    a, b = arena_steps / arena_s, bare_steps / bare_s
+    return {"arena_steps_per_s": a, "bare_steps_per_s": b, "ratio": a / b}
+
+
+def scaling(quick: bool) -> dict[str, float]:
+    selection = ["-k", "posix-native and small"] if quick else ["-k", "posix-native"]
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (1, 2):
+            env = {
+                **os.environ,
+                "ARENACHECK_PROFILE": "ci",
+                "ARENACHECK_DATABASE_DIR": str(Path(tmp) / f"db{n}"),
+                "ARENACHECK_FAILURES_DIR": str(Path(tmp) / "failures"),
+            }
+            args = [
+                sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(n),
+                "stateful_tests/test_arena_machine.py", *selection,
+            ]  # fmt: skip
+            start = time.perf_counter()
+            subprocess.run(args, cwd=ROOT, env=env, capture_output=True, check=True, timeout=1800)
+            times[n] = time.perf_counter() - start
+    return {"n1_s": times[1], "n2_s": times[2], "speedup": times[1] / times[2]}
+
+
+_LIVE_CHILD = """
+import json, sys
+from impl.arena import Arena
+from impl.errors import OSCallFailed
+from impl.posix_backend import PosixBackend
+from model.geometry import Geometry
+backend = PosixBackend()
+g = Geometry.oxc(backend.page, backend.granularity)
+arenas = []
+error = None
+while True:
+    try:
+        arenas.append(Arena.new(backend, g, strategy=sys.argv[1]))
+    except OSCallFailed as e:
+        error = str(e)
+        break
+print(json.dumps({"arenas": len(arenas), "error": error}))
+"""
+
+
+def live_arenas() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for strategy in ("reserve-commit", "tight"):
+        result = subprocess.run(
+            [sys.executable, "-c", _LIVE_CHILD, strategy],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        out[strategy] = json.loads(result.stdout)
+    return out
+
+
+def commit_per_arena() -> dict[str, float]:
+    from impl.arena import Arena
+    from impl.win_backend import WindowsBackend
+    from model.geometry import Geometry
+    from stateful_tests.kernel32_standin import EmulatedKernel32
+
+    rng = random.Random(0)
+    sizes: list[int] = []
+    while sum(sizes) < 100 * 1024:
+        sizes.append(rng.choice([8, 24, 64, 100, 256, 1000, 4096]))
+    out: dict[str, float] = {"allocated": float(sum(sizes))}
+    for strategy in ("reserve-commit", "system"):
+        k32 = EmulatedKernel32()
+        backend = WindowsBackend(k32, "win32-emulated")
+        g = Geometry.oxc(backend.page, backend.granularity)
+        arena = Arena.new(backend, g, strategy=strategy)
+        for size in sizes:
+            arena.alloc(size, 8)
+        out[strategy] = float(k32.model.committed_bytes)
+        arena.free()
+        k32.close()
+    out["ratio"] = out["system"] / out["reserve-commit"]
+    return out
+
+
+def zoo_figures(quick: bool) -> dict[str, Any]:
+    import multiprocessing
+
+    from stateful_tests.zoo import ZOO
+    from stateful_tests.zoo_runner import run_entry
+
+    names = [e.name for e in ZOO]
+    if quick:
+        names = names[::4]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.map(run_entry, names, chunksize=1)
+    firsts = [r.seconds for r in results if r.caught]
+    steps = [r.steps for r in results if r.caught]
+    return {
+        "faults": len(results),
+        "caught": len(firsts),
+        "median_first_s": statistics.median(firsts),
+        "worst_first_s": max(firsts),
+        "median_steps": statistics.median(steps),
+        "worst_steps": max(steps),
+    }
+
+
+def run_bench(quick: bool, out: TextIO = sys.stdout) -> int:
+    from stateful_tests.backends import standin_installed
+    from stateful_tests.profiles import ensure_profiles_loaded
+
+    ensure_profiles_loaded()
+    started = time.perf_counter()
+    print(f"arenacheck bench{' --quick' if quick else ''}", file=out)
+    with standin_installed():
+        t = throughput(30 if quick else 200)
+    print(
+        f"1. throughput: ArenaMachine {t['arena_steps_per_s']:.0f} steps/s, bare machine "
+        f"{t['bare_steps_per_s']:.0f} steps/s, ratio {t['ratio']:.3f}",
+        file=out,
+        flush=True,
+    )
+    s = scaling(quick)
+    print(
+        f"2. scaling: -n 1 {s['n1_s']:.1f} s, -n 2 {s['n2_s']:.1f} s, speed-up {s['speedup']:.2f}",
+        file=out,
+        flush=True,
+    )
+    live = live_arenas()
+    rc, tight = live["reserve-commit"], live["tight"]
+    print(
+        f"3. live arenas per process: reserve-commit {rc['arenas']} (ended by: {rc['error']}), "
+        f"tight {tight['arenas']} (ended by: {tight['error']})",
+        file=out,
+        flush=True,
+    )
+    c = commit_per_arena()
+    print(
+        f"4. commit for {c['allocated']:.0f} bytes of mixed allocations: reserve-commit "
+        f"{c['reserve-commit']:.0f} bytes, system {c['system']:.0f} bytes, ratio {c['ratio']:.0f}",
+        file=out,
+        flush=True,
+    )
+    z = zoo_figures(quick)
+    print(
+        f"5. zoo ({z['caught']} of {z['faults']} faults caught): first failure median "
+        f"{z['median_first_s']:.1f} s, worst {z['worst_first_s']:.1f} s; minimised program "
+        f"median {z['median_steps']} steps, worst {z['worst_steps']} steps",
+        file=out,
+        flush=True,
+    )
+    print(f"bench took {time.perf_counter() - started:.0f} s", file=out)
+    return 0 if z["caught"] == z["faults"] else 1
