@@ -22,3 +22,10 @@ def test_arena_machine(
 ) -> None:
     machine = machine_for(backend_name, geometry_name, MIN_ALIGN_SPLITS[split], impl=arena_impl)
     run_machine(machine, backend_name=backend_name)
+
+
+@pytest.mark.parametrize("geometry_name", ["oxc", "small"])
+def test_arena_machine_tight(backend_name: str, geometry_name: str) -> None:
+    """The ``tight`` strategy: exactly the container reserved, at an aligned base."""
+    machine = machine_for(backend_name, geometry_name, impl="impl.arena:Arena", strategy="tight")
+    run_machine(machine, backend_name=backend_name)
