@@ -237,13 +237,19 @@ class Arena:
             return p
         return self._grow_and_alloc(p)
 
-    def _grow_and_alloc(self, p: int) -> int | None:
+    def _grow_start(self, p: int) -> int | None:
+        """The new S for an allocation at ``p`` below S, or None when even C is too high."""
         if (p - self._container) & _U64 > _ISIZE_MAX:
             return None
         committed = self._container_end - self._start
         doubled = max(self._start - committed, self._container)
-        needed = p & ~(self._geometry.page - 1)
-        new_start = min(doubled, needed)
+        return min(doubled, p & ~(self._geometry.page - 1))
+
+    def _grow_and_alloc(self, p: int) -> int | None:
+        """Commit down to the new S, then move S and P; a refused commit changes nothing."""
+        new_start = self._grow_start(p)
+        if new_start is None:
+            return None
         try:
             self._backend.commit(new_start, self._start - new_start)
         except OSCallFailed:

@@ -13,23 +13,32 @@ from impl.backend import OsSpan, SpanState, merge_spans
 _PATH = "/proc/self/maps"
 
 
+# Allocated once: a fresh buffer of this size would be a new mapping, which the kernel
+# tends to place in a hole just released, where a check would then see it.
+_BUFFER = bytearray(8 << 20)
+
+
 def read_maps() -> bytes:
-    """The whole file, read with as few read() calls as possible.
+    """The whole file, read into a buffer allocated once, in as few read() calls as possible.
 
     Reading is not atomic and Python's own allocations may map memory between reads, so
-    one large read is both faster and closer to a snapshot.
+    one large read into memory that already exists is both faster and closer to a snapshot.
     """
+    view = memoryview(_BUFFER)
+    n = 0
     fd = os.open(_PATH, os.O_RDONLY)
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
+        while n < len(view):
+            got = os.readv(fd, [view[n:]])
+            if got == 0:
                 break
-            chunks.append(chunk)
+            n += got
     finally:
         os.close(fd)
-    return b"".join(chunks)
+        view.release()
+    if n == len(_BUFFER):
+        raise RuntimeError(f"{_PATH} is larger than {n} bytes")
+    return bytes(_BUFFER[:n])
 
 
 def spans_in(maps: bytes, lo: int, hi: int) -> list[OsSpan]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from impl.arena import Arena
 from impl.backend import Backend
-from impl.errors import OSCallFailed
 from model.geometry import Geometry
 
 
@@ -29,19 +28,11 @@ class ContainerRoundedDown(Arena):
 class UnalignedGrowCommit(Arena):
     """A grow commits from the allocation's address instead of rounding it down to a page."""
 
-    def _grow_and_alloc(self, p: int) -> int | None:
-        if (p - self._container) & ((1 << 64) - 1) > (1 << 63) - 1:
+    def _grow_start(self, p: int) -> int | None:
+        if super()._grow_start(p) is None:
             return None
         committed = self._container_end - self._start
-        doubled = max(self._start - committed, self._container)
-        new_start = min(doubled, p)
-        try:
-            self._backend.commit(new_start, self._start - new_start)
-        except OSCallFailed:
-            return None
-        self._start = new_start
-        self._cursor = p
-        return p
+        return min(max(self._start - committed, self._container), p)
 
 
 class SecondFreeCallsOS(Arena):

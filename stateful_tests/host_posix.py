@@ -38,16 +38,7 @@ class PosixHostMemory:
 
     def reserve_at(self, addr: int, size: int) -> bool:
         """Map exactly ``[addr, addr + size)``, never over anything; False if it is taken."""
-        if self._noreplace is not None:
-            r = self.libc.mmap(addr, size, PROT_NONE, self._flags | self._noreplace, -1, 0)
-            return r.value != MAP_FAILED
-        r = self.libc.mmap(addr, size, PROT_NONE, self._flags, -1, 0)
-        if r.value == MAP_FAILED:
-            return False
-        if r.value != addr:
-            self.libc.munmap(r.value, size)
-            return False
-        return True
+        return self._view.reserve_at(addr, size)
 
     def protect(self, addr: int, size: int, prot: int) -> None:
         r = self.libc.mprotect(addr, size, prot)

@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine
 
 from stateful_tests.arena_machine import ArenaMachine, FaultMachine, machine_for
 from stateful_tests.backends import family
+from stateful_tests.pool_machine import PoolMachine, pool_machine_for
 from stateful_tests.vm_machine_posix import PosixVMMachine
 from stateful_tests.vm_machine_windows import WindowsVMMachine
 
@@ -32,6 +33,12 @@ def vm_machine_for(backend_name: str, geometry_name: str) -> type[RuleBasedState
 def config_of(machine: type[RuleBasedStateMachine]) -> dict[str, Any]:
     """The plain-data configuration a regression file records."""
     attrs: Any = machine
+    if issubclass(machine, PoolMachine):
+        return {
+            "machine": "PoolMachine",
+            "geometry": machine.geometry_name,
+            "behaviour": machine.behaviour,
+        }
     if issubclass(machine, ArenaMachine):
         return {
             "machine": "ArenaMachine",
@@ -65,6 +72,8 @@ def build(
             isolated=bool(config.get("isolated")),
             strategy=config.get("strategy", "reserve-commit"),
         )
+    if kind == "PoolMachine":
+        return pool_machine_for(backend_name, config["geometry"], config["behaviour"])
     if kind in VM_MACHINES:
         if (kind == "WindowsVMMachine") != (family(backend_name) == "windows"):
             raise ValueError(f"{kind} cannot run on {backend_name}")

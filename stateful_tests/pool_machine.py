@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -56,7 +55,7 @@ from impl.errors import (
 )
 from impl.pool import ArenaPool, PoolArena, Release
 from impl.posix_backend import PosixBackend
-from impl.proc_maps import spans_in
+from impl.proc_maps import read_maps, spans_in
 from model.arena import MIN_ALIGNS, ArenaModel, OsCall, OsOp, Outcome
 from model.arith import round_down, round_up
 from model.geometry import Geometry, geometry_named
@@ -80,6 +79,7 @@ from model.win_constants import ERROR_COMMITMENT_LIMIT
 from stateful_tests.arena_machine import PATTERN_CHUNK, Divergence, describe, expected_view, pattern
 from stateful_tests.backends import family, open_backend
 from stateful_tests.kernel32_standin import EmulatedKernel32
+from stateful_tests.labels import label
 from stateful_tests.recording import LoggedCall, RecordingBackend
 from stateful_tests.sizes import SizeSpec, aligns, sizes
 from stateful_tests.trace import traced
@@ -244,39 +244,14 @@ class FailingReserve(ForwardingBackend):
         self.after_release[addr] = self.views([(addr, addr + size)])[0]
 
     def views(self, ranges: list[tuple[int, int]]) -> list[list[OsSpan]]:
-        """The OS's view of each range. On Linux, from one reading of /proc/self/maps, into
-        a buffer allocated once: the backend's reader allocates 1 MiB per read, which glibc
-        maps fresh, and the kernel likes to place it right in a hole just released."""
+        """The OS's view of each range; on Linux from one reading of /proc/self/maps."""
         if isinstance(self.inner, PosixBackend) and os.path.exists(_MAPS):
-            maps = read_maps_without_allocating()
+            maps = read_maps()
             return [spans_in(maps, lo, hi) for lo, hi in ranges]
         return [self.inner.query(lo, hi) for lo, hi in ranges]
 
 
 _MAPS = "/proc/self/maps"
-_MAPS_BUFFER = bytearray()
-
-
-def read_maps_without_allocating() -> bytes:
-    """/proc/self/maps read into one buffer allocated once, so that reading it maps nothing
-    new into the process while the kernel prints the mappings."""
-    if not _MAPS_BUFFER:
-        _MAPS_BUFFER.extend(bytes(8 << 20))
-    view = memoryview(_MAPS_BUFFER)
-    n = 0
-    fd = os.open(_MAPS, os.O_RDONLY)
-    try:
-        while n < len(view):
-            got = os.readv(fd, [view[n:]])
-            if got == 0:
-                break
-            n += got
-    finally:
-        os.close(fd)
-        view.release()
-    if n == len(_MAPS_BUFFER):
-        raise RuntimeError(f"{_MAPS} is larger than {n} bytes")
-    return bytes(_MAPS_BUFFER[:n])
 
 
 def failing_reserve(backend_name: str, inner: Backend) -> FailingReserve:
@@ -559,7 +534,7 @@ class PoolMachine(RuleBasedStateMachine):
         for impl in pool.arenas():
             self.footers[impl.id] = self.backend.read(impl.arena.footer, 16)
             self.allocs[impl.id] = []
-        event(f"pool: {plan.kept} arenas for {thread_count} threads")
+        label(f"pool: {plan.kept} arenas for {thread_count} threads")
 
     def creation_failure(self, thread_count: int, fail_at: int) -> None:
         """A probe pool whose ``fail_at``-th creation fails: the sizes of ARENA.md 5, the
@@ -569,9 +544,9 @@ class PoolMachine(RuleBasedStateMachine):
         plan, pool, reserved = self.create_pool(thread_count, fail_at, 1)
         models = self.check_creation(what, plan, pool, reserved, main_pool=False)
         if pool is None:
-            event("creation failure: error")
+            label("creation failure: error")
             return
-        event("creation failure: smaller pool" if plan.attempts > plan.created else "no failure")
+        label("creation failure: smaller pool" if plan.attempts > plan.created else "no failure")
         dropped = pool.close()
         order = [arena_id for arena_id, _ in dropped]
         self.expect(
@@ -625,7 +600,7 @@ class PoolMachine(RuleBasedStateMachine):
                 predicted.outcome is GetOutcome.WAIT,
                 f"get({thread}) waits although the pool holds {self.pool.contents()}",
             )
-            event("get: waits")
+            label("get: waits")
             return
         name, outcome = self.take_result()
         self.expect(
@@ -641,7 +616,7 @@ class PoolMachine(RuleBasedStateMachine):
                 isinstance(outcome, PoolEmpty),
                 f"get({thread}) on an empty pool: {outcome!r}, PoolEmpty expected",
             )
-            event("get: empty")
+            label("get: empty")
             return
         self.expect(
             isinstance(outcome, PoolArena) and outcome.id == predicted.arena,
@@ -649,7 +624,7 @@ class PoolMachine(RuleBasedStateMachine):
         )
         assert isinstance(outcome, PoolArena)
         self.held[thread] = outcome
-        event("get: arena")
+        label("get: arena")
 
     @precondition(lambda self: bool(self.threads_in("holding")))
     @rule(thread=a_thread("holding"))
@@ -680,7 +655,7 @@ class PoolMachine(RuleBasedStateMachine):
         else:
             self.fail(f"add({thread}): a second add of arena{arena.id} was not refused")
         self.expect_calls(f"add({thread}) again", [])
-        event("add")
+        label("add")
 
     def await_service(self, pushed: int, waiting: list[str]) -> None:
         """ARENA.md 5: ``add`` wakes one waiter, which takes the arena just added."""
@@ -703,7 +678,7 @@ class PoolMachine(RuleBasedStateMachine):
         served = self.model.serve(name)
         self.expect(served == outcome.id, f"{name} got arena{outcome.id}, model says {served}")
         self.held[name] = outcome
-        event("add: wakes a waiter")
+        label("add: wakes a waiter")
 
     @precondition(lambda self: bool(self.threads_in("waiting")))
     @rule()
@@ -719,7 +694,7 @@ class PoolMachine(RuleBasedStateMachine):
         if not self.results.empty():
             name, outcome = self.take_result()
             self.fail(f"after a spurious wake-up on an empty pool, get({name}) gave {outcome!r}")
-        event("spurious wake-up")
+        label("spurious wake-up")
 
     # ----------------------------------------------------- allocate, write
 
@@ -743,7 +718,7 @@ class PoolMachine(RuleBasedStateMachine):
         if plan.outcome is not Outcome.OK or commit_failed:
             m.apply_alloc(plan, size, commit_succeeded=False)
             self.expect(addr is None, f"alloc({size}, {align}) must fail, returned {addr}")
-            event("alloc: refused or full")
+            label("alloc: refused or full")
             return
         assert plan.address is not None
         if addr is not None:
@@ -773,7 +748,7 @@ class PoolMachine(RuleBasedStateMachine):
             written.chunks[offset] = data
         self.allocs[arena.id].append(written)
         self.expect_calls("write", [])
-        event("alloc: grow" if plan.grows else "alloc")
+        label("alloc: grow" if plan.grows else "alloc")
 
     # ------------------------------------------------------------ ownership
 
@@ -792,7 +767,7 @@ class PoolMachine(RuleBasedStateMachine):
             got = ShareOutcome.DEAD
         self.expect(got == predicted, f"share({thread}): {got.value}, model says {predicted.value}")
         self.expect_calls(f"share({thread})", [])
-        event(f"share: {got.value}")
+        label(f"share: {got.value}")
 
     def check_release(
         self, what: str, arena_id: int, predicted: ReleaseOutcome, release: Callable[[], Release]
@@ -814,7 +789,7 @@ class PoolMachine(RuleBasedStateMachine):
         if got is ReleaseOutcome.FREED:
             self.confirm_freed(what, m)
             self.allocs[arena_id] = []
-        event(f"release: {got.value}")
+        label(f"release: {got.value}")
 
     @precondition(lambda self: bool(self.threads_in("holding")) and self.circulating() >= 2)
     @rule(thread=a_thread("holding"))

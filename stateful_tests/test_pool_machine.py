@@ -28,11 +28,12 @@ from stateful_tests.backends import open_backend
 from stateful_tests.broken_pools import BROKEN_BEHAVIOURS, BROKEN_POOLS
 from stateful_tests.pool_machine import failing_reserve, pool_machine_for
 from stateful_tests.recording import FenceViolation, RecordingBackend
+from stateful_tests.runner import run_machine
 
 
 @pytest.mark.parametrize("behaviour", ["posix", "windows"])
 def test_pool_machine(backend_name: str, behaviour: str) -> None:
-    run_state_machine_as_test(pool_machine_for(backend_name, "small", behaviour))
+    run_machine(pool_machine_for(backend_name, "small", behaviour), backend_name=backend_name)
 
 
 # What the first failure must say (the message of the check that caught it).

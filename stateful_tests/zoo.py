@@ -64,12 +64,9 @@ class ZeroLengthCommit(Arena):
     """State updated before it is used: the commit size is computed from the new S (zero)."""
 
     def _grow_and_alloc(self, p: int) -> int | None:
-        if (p - self._container) & _U64 > _ISIZE_MAX:
+        new_start = self._grow_start(p)
+        if new_start is None:
             return None
-        committed = self._container_end - self._start
-        new_start = min(
-            max(self._start - committed, self._container), p & ~(self._geometry.page - 1)
-        )
         old_start, self._start = self._start, new_start
         try:
             self._backend.commit(new_start, self._start - new_start)
@@ -83,64 +80,41 @@ class ZeroLengthCommit(Arena):
 class GrowNotCapped(Arena):
     """Missing clamp: the doubled commit is not capped at the container's base."""
 
-    def _grow_and_alloc(self, p: int) -> int | None:
-        if (p - self._container) & _U64 > _ISIZE_MAX:
+    def _grow_start(self, p: int) -> int | None:
+        if super()._grow_start(p) is None:
             return None
         committed = self._container_end - self._start
-        new_start = min(self._start - committed, p & ~(self._geometry.page - 1))
-        try:
-            self._backend.commit(new_start, self._start - new_start)
-        except OSCallFailed:
-            return None
-        self._start, self._cursor = new_start, p
-        return p
+        return min(self._start - committed, p & ~(self._geometry.page - 1))
 
 
 class DoublingFromWrongBase(Arena):
     """Wrong reference point: the doubled commit is measured down from the cursor, not from S."""
 
-    def _grow_and_alloc(self, p: int) -> int | None:
-        if (p - self._container) & _U64 > _ISIZE_MAX:
+    def _grow_start(self, p: int) -> int | None:
+        if super()._grow_start(p) is None:
             return None
         committed = self._container_end - self._start
-        doubled = max(self._cursor - committed, self._container)
-        new_start = min(doubled, p & ~(self._geometry.page - 1))
-        try:
-            self._backend.commit(new_start, self._start - new_start)
-        except OSCallFailed:
-            return None
-        self._start, self._cursor = new_start, p
-        return p
+        return min(max(self._cursor - committed, self._container), p & ~(self._geometry.page - 1))
 
 
 class GrowRoundsUp(Arena):
     """Rounding in the wrong direction: the grow rounds the new start up, leaving p uncovered."""
 
-    def _grow_and_alloc(self, p: int) -> int | None:
-        if (p - self._container) & _U64 > _ISIZE_MAX:
+    def _grow_start(self, p: int) -> int | None:
+        if super()._grow_start(p) is None:
             return None
         page = self._geometry.page
         committed = self._container_end - self._start
-        doubled = max(self._start - committed, self._container)
-        new_start = min(doubled, (p + page - 1) & ~(page - 1))
-        try:
-            self._backend.commit(new_start, self._start - new_start)
-        except OSCallFailed:
-            return None
-        self._start, self._cursor = new_start, p
-        return p
+        return min(max(self._start - committed, self._container), (p + page - 1) & ~(page - 1))
 
 
 class StartBeforeCommit(Arena):
     """Non-atomic update: S moves before the commit is known to have succeeded."""
 
     def _grow_and_alloc(self, p: int) -> int | None:
-        if (p - self._container) & _U64 > _ISIZE_MAX:
+        new_start = self._grow_start(p)
+        if new_start is None:
             return None
-        committed = self._container_end - self._start
-        new_start = min(
-            max(self._start - committed, self._container), p & ~(self._geometry.page - 1)
-        )
         size, self._start = self._start - new_start, new_start
         try:
             self._backend.commit(new_start, size)
@@ -153,10 +127,8 @@ class StartBeforeCommit(Arena):
 class MaxAllocOffByOne(Arena):
     """Fence-post error: an allocation that ends exactly at C is refused."""
 
-    def _grow_and_alloc(self, p: int) -> int | None:
-        if p <= self._container:
-            return None
-        return super()._grow_and_alloc(p)
+    def _grow_start(self, p: int) -> int | None:
+        return None if p <= self._container else super()._grow_start(p)
 
 
 class WrapAroundIgnored(Arena):
