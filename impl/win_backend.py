@@ -32,8 +32,8 @@ from model.win_constants import (
 )
 
 # Set before each call: a successful call leaves the last error alone, so a stale code
-# must never pass for this call's (Wine's tests use the same sentinel).
-LAST_ERROR_SENTINEL = 0xDEADBEEF
+# must never pass for this call's. It must fit a C int: ctypes.set_last_error takes one.
+LAST_ERROR_SENTINEL = 0x0BADF00D
 
 _PROT_LETTERS = {
     0x01: "---",

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from impl.backend import Backend, OsSpan
 from impl.errors import OSCallFailed
-from impl.posix_backend import PosixBackend
 from model.arena import OsCall, OsOp
 
 
@@ -43,9 +42,6 @@ class RecordingBackend(Backend):
         self.live: dict[int, int] = {}
         self.fence_tripped = False
         self._armed: list[int] | None = None
-        # One kernel snapshot serves every query until this recorder's next OS call: the
-        # ranges asked about are ours, and only our calls change them.
-        self._snapshot: bytes | None = None
 
     def arm(self, after: int, code: int) -> None:
         """Make the OS call after ``after`` more calls fail with ``code``, without the OS."""
@@ -56,7 +52,6 @@ class RecordingBackend(Backend):
         return self._armed is not None
 
     def _inject(self, call: OsCall) -> None:
-        self._snapshot = None
         if self._armed is None:
             return
         if self._armed[0] > 0:
@@ -160,7 +155,6 @@ class RecordingBackend(Backend):
         return ok
 
     def reserve_aligned(self, size: int, align: int) -> int | None:
-        self._snapshot = None
         base = self.inner.reserve_aligned(size, align)
         if base is not None:
             self.log.append(LoggedCall(OsCall(OsOp.RESERVE, None, size), result=base))
@@ -168,13 +162,9 @@ class RecordingBackend(Backend):
         return base
 
     def query(self, lo: int, hi: int) -> list[OsSpan]:
-        if not isinstance(self.inner, PosixBackend):
-            return self.inner.query(lo, hi)
-        if self._snapshot is None:
-            self._snapshot = self.inner.snapshot()
-            if self._snapshot is None:
-                return self.inner.query(lo, hi)
-        return self.inner.query_in(self._snapshot, lo, hi)
+        # Read afresh every time: an implementation may change its memory without going
+        # through this recorder (a native arena's own mmap), and a stale view would lie.
+        return self.inner.query(lo, hi)
 
     def read(self, addr: int, n: int) -> bytes:
         return self.inner.read(addr, n)
@@ -184,7 +174,6 @@ class RecordingBackend(Backend):
 
     def release_leftovers(self) -> list[tuple[int, int]]:
         """Release every reservation still live (a leak), returning what was leaked."""
-        self._snapshot = None
         leaked = sorted(self.live.items())
         for base, size in leaked:
             self.inner.release(base, size)

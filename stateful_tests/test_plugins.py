@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +30,8 @@ def test_bad_names_are_refused_clearly(spec: str) -> None:
 
 def test_the_readme_example_plugin_runs_every_arena_machine() -> None:
     """The example of the README, run exactly as documented, on two backends."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("ARENACHECK_IMPL", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARENACHECK_")}
+    env["PYTHONPATH"] = str(ROOT)
     args = [
         sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
         "--arena-impl", "examples.counting_arena:CountingArena",
@@ -39,12 +40,12 @@ def test_the_readme_example_plugin_runs_every_arena_machine() -> None:
     ]  # fmt: skip
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert re.search(r"\b[1-9]\d* passed", result.stdout) and "failed" not in result.stdout
 
 
 def test_a_broken_plugin_fails_the_arena_machine(tmp_path: Path) -> None:
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("ARENACHECK_")},
         "PYTHONPATH": str(ROOT),
         "ARENACHECK_IMPL": "stateful_tests.zoo:MinAlignIgnored",
         "ARENACHECK_FAILURES_DIR": str(tmp_path),
