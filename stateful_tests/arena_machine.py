@@ -491,6 +491,7 @@ class ArenaMachine(RuleBasedStateMachine):
     @rule(target=dead, arena=consumes(arenas))
     @traced
     def free(self, arena: ArenaHandle) -> ArenaHandle:
+        layout = {(s.start, s.end) for s in expected_view(arena.model)}
         try:
             arena.impl.free()
         except OSCallFailed as error:
@@ -500,10 +501,16 @@ class ArenaMachine(RuleBasedStateMachine):
         self.note(f"model: {call}; OS calls: {[str(c) for c in self.backend.calls()]}")
         self.expect_calls("free", [call])
         view = self.backend.query(arena.model.reservation, arena.model.reservation_end)
+        # Another allocator of the process (a malloc arena, a thread's heap) may map into
+        # the range the moment it is free. Its mappings do not fall on our spans'
+        # boundaries; a span of ours still there does.
+        left = [s for s in view if s.state is not SpanState.FREE and (s.start, s.end) in layout]
         expect(
-            view == [OsSpan(arena.model.reservation, arena.model.reservation_end, SpanState.FREE)],
+            not left,
             f"{arena}: after free the OS still shows {describe(view, arena.model.container)}",
         )
+        if any(s.state is not SpanState.FREE for s in view):
+            label("free: the released range was already reused by another mapping")
         self.live_allocs = [a for a in self.live_allocs if a.live]
         label("free")
         return arena

@@ -95,8 +95,14 @@ def scaling(quick: bool) -> dict[str, float]:
                 "stateful_tests/test_arena_machine.py", *selection,
             ]  # fmt: skip
             start = time.perf_counter()
-            subprocess.run(args, cwd=ROOT, env=env, capture_output=True, check=True, timeout=1800)
+            done = subprocess.run(
+                args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+            )
             times[n] = time.perf_counter() - start
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"the scaling workload failed with -n {n}:\n{done.stdout[-4000:]}"
+                )
     return {"n1_s": times[1], "n2_s": times[2], "speedup": times[1] / times[2]}
 
 
