@@ -65,16 +65,8 @@ def test_harness_finds_and_minimises_the_seed_bug(tmp_path: Path) -> None:
     assert [s["rule"] for s in steps] == ["new_arena"], steps
 
 
-LINUX_CHILD = """
-import json, resource
-from impl.arena import Arena, system_arena
-from impl.errors import OSCallFailed
-from impl.posix_backend import PosixBackend
-from model.geometry import GIB, Geometry
-
-soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
-resource.setrlimit(resource.RLIMIT_DATA, (1 * GIB, hard))
-backend = PosixBackend()
+# The contrast itself, the same under every limit: one system arena, then reserve-commit ones.
+CONTRAST = """
 g = Geometry.oxc(backend.page, backend.granularity)
 result = {}
 try:
@@ -91,6 +83,21 @@ except OSCallFailed as e:
 result["reserve_commit"] = len(arenas)
 print(json.dumps(result))
 """
+
+LINUX_CHILD = (
+    """
+import json, resource
+from impl.arena import Arena, system_arena
+from impl.errors import OSCallFailed
+from impl.posix_backend import PosixBackend
+from model.geometry import GIB, Geometry
+
+soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+resource.setrlimit(resource.RLIMIT_DATA, (1 * GIB, hard))
+backend = PosixBackend()
+"""
+    + CONTRAST
+)
 
 
 @pytest.mark.skipif(
@@ -110,7 +117,8 @@ def test_linux_rlimit_data_system_fails_reserve_commit_fits() -> None:
     assert got == {"system": ENOMEM, "reserve_commit": ARENAS}, got
 
 
-WINDOWS_CHILD = """
+WINDOWS_CHILD = (
+    """
 import ctypes, json
 from ctypes import wintypes as W
 from impl.arena import Arena, system_arena
@@ -151,22 +159,9 @@ ok = k32.SetInformationJobObject(job, 9, ctypes.byref(info), ctypes.sizeof(info)
 assert ok, ctypes.get_last_error()
 assert k32.AssignProcessToJobObject(job, k32.GetCurrentProcess()), ctypes.get_last_error()
 backend = WindowsBackend()
-g = Geometry.oxc(backend.page, backend.granularity)
-result = {}
-try:
-    system_arena(backend, g)
-    result["system"] = "created"
-except OSCallFailed as e:
-    result["system"] = e.code
-arenas = []
-try:
-    for _ in range(%d):
-        arenas.append(Arena.new(backend, g))
-except OSCallFailed as e:
-    result["error"] = e.code
-result["reserve_commit"] = len(arenas)
-print(json.dumps(result))
 """
+    + CONTRAST
+)
 
 
 @pytest.mark.skipif(sys.platform != "win32", reason="Job objects exist only on Windows")
