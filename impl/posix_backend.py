@@ -84,21 +84,8 @@ class PosixBackend(Backend):
             raise OSCallFailed("munmap", r.errno, f"release {size:#x} bytes at {addr:#x}")
 
     def query(self, lo: int, hi: int) -> list[OsSpan]:
-        return self.query_in(self.snapshot(), lo, hi)
-
-    def snapshot(self) -> bytes | None:
-        """The kernel's whole view at once (/proc/self/maps), or None where there is none."""
         if self._regions is not None:
-            return None
-        from impl.proc_maps import read_maps
-
-        return read_maps()
-
-    def query_in(self, snapshot: bytes | None, lo: int, hi: int) -> list[OsSpan]:
-        """``query`` answered from a snapshot taken since the last change to the range."""
-        if snapshot is None or self._regions is not None:
-            assert self._regions is not None
             return self._regions.spans_in(lo, hi)
-        from impl.proc_maps import spans_in
+        from impl.proc_maps import read_maps, spans_in
 
-        return spans_in(snapshot, lo, hi)
+        return spans_in(read_maps(), lo, hi)

@@ -12,6 +12,7 @@ released through it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from impl.backend import Backend, OsSpan
@@ -92,11 +93,11 @@ class RecordingBackend(Backend):
             raise
         self.log.append(LoggedCall(call))
 
-    def reserve(self, size: int) -> int:
-        call = OsCall(OsOp.RESERVE, None, size)
+    def _reserve(self, op: OsOp, size: int, fn: Callable[[int], int]) -> int:
+        call = OsCall(op, None, size)
         self._inject(call)
         try:
-            base = self.inner.reserve(size)
+            base = fn(size)
         except OSCallFailed as e:
             self.log.append(LoggedCall(call, e.code))
             raise
@@ -104,17 +105,11 @@ class RecordingBackend(Backend):
         self.live[base] = size
         return base
 
+    def reserve(self, size: int) -> int:
+        return self._reserve(OsOp.RESERVE, size, self.inner.reserve)
+
     def reserve_committed(self, size: int) -> int:
-        call = OsCall(OsOp.RESERVE_COMMITTED, None, size)
-        self._inject(call)
-        try:
-            base = self.inner.reserve_committed(size)
-        except OSCallFailed as e:
-            self.log.append(LoggedCall(call, e.code))
-            raise
-        self.log.append(LoggedCall(call, result=base))
-        self.live[base] = size
-        return base
+        return self._reserve(OsOp.RESERVE_COMMITTED, size, self.inner.reserve_committed)
 
     def commit(self, addr: int, size: int) -> None:
         call = OsCall(OsOp.COMMIT, addr, size)

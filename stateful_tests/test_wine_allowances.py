@@ -41,7 +41,8 @@ from stateful_tests.backends import (
 )
 from stateful_tests.machines import vm_machine_for
 from stateful_tests.pytest_plugin import required_backends, selected_backends
-from stateful_tests.vm_machine_windows import Region, WindowsVMMachine, judge
+from stateful_tests.vm_machine_windows import WindowsVMMachine, judge
+from stateful_tests.vm_shapes import Region
 from stateful_tests.wine_allowances import (
     ALLOWANCES,
     IN_ALLOCATION,

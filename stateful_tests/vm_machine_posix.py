@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno as errno_module
 import itertools
 import sys
-from dataclasses import dataclass
 from typing import ClassVar
 
 from hypothesis import strategies as st
@@ -47,10 +46,17 @@ from stateful_tests.arena_machine import expect, pattern
 from stateful_tests.backends import open_backend
 from stateful_tests.labels import label
 from stateful_tests.trace import traced
-from stateful_tests.vm_shapes import Length, Offset, lengths, offsets
+from stateful_tests.vm_shapes import (
+    MAX_LIVE,
+    SIZE_NAMES,
+    Length,
+    Offset,
+    Region,
+    lengths,
+    named_sizes,
+    offsets,
+)
 
-MAX_LIVE = 5
-SIZE_NAMES = ("page", "two pages", "0xfffc", "granule", "three granules", "reservation")
 PROTS = (PROT_NONE, PROT_READ, PROT_READ | PROT_WRITE, PROT_WRITE)
 BAD_PROT = 0x40  # no architecture accepts it (arm64's extras are 0x10 and 0x20)
 ADVICE = (MADV_DONTNEED, MADV_WILLNEED, MADV_NORMAL, 999)
@@ -64,24 +70,6 @@ def overcommit_mode() -> int:
             return int(f.read().strip())
     except OSError:
         return 0
-
-
-@dataclass(eq=False)
-class Region:
-    number: int
-    base: int
-    size: int
-
-    @property
-    def end(self) -> int:
-        return self.base + self.size
-
-    @property
-    def trace_name(self) -> str:
-        return f"region{self.number}"
-
-    def __repr__(self) -> str:
-        return self.trace_name
 
 
 def outcome(result: PosixResult) -> str:
@@ -112,9 +100,8 @@ class PosixVMMachine(RuleBasedStateMachine):
         self.anon = MAP_PRIVATE | flavor.map_anonymous
         self.noreserve = flavor.map_noreserve
         g = geometry_named(self.geometry_name, backend.page, backend.granularity)
-        page = self.page
-        sizes = (page, 2 * page, 0xFFFC, 0x10000, 0x30000, g.reserved_size)
-        self.sizes = dict(zip(SIZE_NAMES, sizes, strict=True))
+        # The Windows machine's sizes, but whole host pages (16 KiB on Apple Silicon).
+        self.sizes = named_sizes(self.page, g.reserved_size)
         self.owned: list[Region] = []
         self.numbers = itertools.count()
 

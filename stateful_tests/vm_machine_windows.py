@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-from dataclasses import dataclass
 from typing import ClassVar
 
 from hypothesis import strategies as st
@@ -65,7 +64,16 @@ from stateful_tests.backends import open_backend
 from stateful_tests.kernel32_standin import EmulatedKernel32
 from stateful_tests.labels import label
 from stateful_tests.trace import traced
-from stateful_tests.vm_shapes import Length, Offset, lengths, offsets
+from stateful_tests.vm_shapes import (
+    MAX_LIVE,
+    SIZE_NAMES,
+    Length,
+    Offset,
+    Region,
+    lengths,
+    named_sizes,
+    offsets,
+)
 from stateful_tests.wine_allowances import (
     IN_ALLOCATION,
     IN_FREE_MEMORY,
@@ -83,8 +91,6 @@ from stateful_tests.wine_allowances import (
 )
 from stateful_tests.wine_kernel32 import WineBackend
 
-MAX_LIVE = 5
-SIZE_NAMES = ("page", "two pages", "0xfffc", "granule", "three granules", "reservation")
 VALID_PROTECTS = (
     PAGE_NOACCESS,
     PAGE_READONLY,
@@ -106,20 +112,6 @@ BAD_ALLOC_TYPES = (
 BAD_FREE_TYPES = (0, MEM_FREE, MEM_DECOMMIT | MEM_RELEASE, 0x80000)
 # The "below the granularity" offsets VirtualFree accepts as "at the base" (A.2 [T]).
 RELEASE_OFFSETS = (0, 1, 0xFFF, 0x1000, 0x1001)
-
-
-@dataclass(eq=False)
-class Region:
-    number: int
-    base: int
-    size: int
-
-    @property
-    def trace_name(self) -> str:
-        return f"region{self.number}"
-
-    def __repr__(self) -> str:
-        return self.trace_name
 
 
 def judge(
@@ -190,12 +182,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         # Other code in the process allocates too (the stand-in reports the host's other
         # mappings as allocations), so a free gap can end earlier than the model says.
         self.exact_free_sizes = False
-        g = self.geometry
-        self.sizes = dict(
-            zip(
-                SIZE_NAMES, (0x1000, 0x2000, 0xFFFC, 0x10000, 0x30000, g.reserved_size), strict=True
-            )
-        )
+        self.sizes = named_sizes(self.model.page, self.geometry.reserved_size)
 
     # ---------------------------------------------------------------- helpers
 

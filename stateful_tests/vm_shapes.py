@@ -58,3 +58,34 @@ def lengths(past_end: bool = True) -> st.SearchStrategy[Length]:
         st.builds(Length, st.just(False), st.sampled_from((0, 1, 2, 0x1000, 0x1001, 0x2000))),
         st.builds(Length, st.just(True), st.sampled_from(end_deltas)),
     )
+
+
+# Both VM machines hold at most this many regions of their own at once.
+MAX_LIVE = 5
+SIZE_NAMES = ("page", "two pages", "0xfffc", "granule", "three granules", "reservation")
+
+
+def named_sizes(page: int, reserved_size: int) -> dict[str, int]:
+    """Region sizes around page and 64 KiB boundaries, and the geometry's whole reservation."""
+    sizes = (page, 2 * page, 0xFFFC, 0x10000, 0x30000, reserved_size)
+    return dict(zip(SIZE_NAMES, sizes, strict=True))
+
+
+@dataclass(eq=False)
+class Region:
+    """A range a VM machine mapped or reserved, named in traces by its number."""
+
+    number: int
+    base: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.base + self.size
+
+    @property
+    def trace_name(self) -> str:
+        return f"region{self.number}"
+
+    def __repr__(self) -> str:
+        return self.trace_name
