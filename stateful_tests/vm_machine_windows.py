@@ -38,6 +38,7 @@ from model.geometry import geometry_named
 from model.intervals import IntervalMap
 from model.win_constants import (
     AT_ROUND_TO_PAGE,
+    ERROR_INVALID_ADDRESS,
     ERROR_INVALID_PARAMETER,
     MEM_COMMIT,
     MEM_DECOMMIT,
@@ -199,6 +200,21 @@ class WindowsVMMachine(RuleBasedStateMachine):
             return True
         label("range reaches another allocation: call skipped")
         return False
+
+    def taken_meanwhile(self, lo: int, hi: int, got: tuple[int, int], want: WinResult) -> bool:
+        """A reservation the model grants but the OS refuses as taken, and that the OS now
+        shows taken: another allocator of the process got there between check and call.
+
+        The model knows only this machine's allocations, so it cannot predict that; the
+        OS's own view, read after the call, is the evidence. The model's grant is undone.
+        """
+        if not want.ok or got[0] or got[1] != ERROR_INVALID_ADDRESS:
+            return False
+        if self.range_is_free_in_os(lo, hi):
+            return False
+        self.model.virtual_free(want.value, 0, MEM_RELEASE)
+        label("reserve: the range was taken by another allocation meanwhile")
+        return True
 
     def range_is_available(self, lo: int, hi: int) -> bool:
         """Free in the OS, and not held by anything VirtualQuery cannot see.
@@ -379,6 +395,8 @@ class WindowsVMMachine(RuleBasedStateMachine):
         counterfactual = self.alloc_counterfactual(addr, size, kind, protect)
         want = self.model.virtual_alloc(addr, size, kind, protect)
         got = self.backend.call(self.k32.VirtualAlloc, addr, size, kind, protect)
+        if kind & MEM_RESERVE and self.taken_meanwhile(lo, addr + size, got, want):
+            return
         self.compare(
             call,
             f"VirtualAlloc(+{addr - region.base:#x}, {size:#x}, {kind:#x}, {protect:#x})",
@@ -481,6 +499,8 @@ class WindowsVMMachine(RuleBasedStateMachine):
         got = self.backend.call(
             self.k32.VirtualAlloc, region.base + delta, 0x1000, kind, PAGE_READWRITE
         )
+        if self.taken_meanwhile(lo, hi, got, want):
+            return
         self.compare(call, f"VirtualAlloc(released+{delta:#x}, 0x1000, {kind:#x})", got, want)
         if got[0]:
             # Hand it back at once: the bundle does not track it, the model does.
