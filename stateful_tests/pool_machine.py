@@ -684,16 +684,25 @@ class PoolMachine(RuleBasedStateMachine):
     @rule()
     @traced
     def spurious_wakeup(self) -> None:
-        """Wake every waiter for nothing: each must re-check, find the pool empty, and wait."""
+        """Wake every waiter for nothing: each must re-check, find the pool empty, and wait.
+
+        One at a time, each back in ``wait`` before the next is woken: a woken waiter
+        queues again at the end, so the queue comes back in its old order. Waking all at
+        once would let the OS scheduler reorder the queue, and which thread a later ``add``
+        serves (hence the model's state, hence the next step's choices) would vary between
+        runs of the same program."""
         waiting = len(self.model.waiting)
-        with self.cond:
-            self.cond.notify_all()
-        self.await_state(
-            lambda: not self.results.empty() or self.cond.quiet(waiting), "spurious wake-up"
-        )
-        if not self.results.empty():
-            name, outcome = self.take_result()
-            self.fail(f"after a spurious wake-up on an empty pool, get({name}) gave {outcome!r}")
+        for _ in range(waiting):
+            with self.cond:
+                self.cond.notify()
+            self.await_state(
+                lambda: not self.results.empty() or self.cond.quiet(waiting), "spurious wake-up"
+            )
+            if not self.results.empty():
+                name, outcome = self.take_result()
+                self.fail(
+                    f"after a spurious wake-up on an empty pool, get({name}) gave {outcome!r}"
+                )
         label("spurious wake-up")
 
     # ----------------------------------------------------- allocate, write
