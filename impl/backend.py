@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import enum
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class SpanState(enum.Enum):
@@ -19,9 +19,10 @@ class SpanState(enum.Enum):
     COMMITTED = "committed"
 
 
-@dataclass(frozen=True)
-class OsSpan:
-    """A run of pages in one state, as the OS reports it; ``prot`` as in /proc maps."""
+class OsSpan(NamedTuple):
+    """A run of pages in one state, as the OS reports it; ``prot`` as in /proc maps.
+
+    A tuple, not a dataclass: every step builds and compares a few of these per arena."""
 
     start: int
     end: int
@@ -37,16 +38,14 @@ def merge_spans(spans: list[OsSpan]) -> list[OsSpan]:
     """Join adjacent spans with equal state and protection (the OS may split them)."""
     out: list[OsSpan] = []
     for span in spans:
+        last = out[-1] if out else None
         if (
-            out
-            and out[-1].end == span.start
-            and (out[-1].state, out[-1].prot)
-            == (
-                span.state,
-                span.prot,
-            )
+            last is not None
+            and last.end == span.start
+            and last.state is span.state
+            and last.prot == span.prot
         ):
-            out[-1] = OsSpan(out[-1].start, span.end, span.state, span.prot)
+            out[-1] = OsSpan(last.start, span.end, span.state, span.prot)
         else:
             out.append(span)
     return out

@@ -8,6 +8,7 @@ mapping outside overcommit mode 2 (VM_SEMANTICS.md B.2).
 from __future__ import annotations
 
 import sys
+from typing import Protocol
 
 from impl.backend import Backend, OsSpan
 from impl.errors import OSCallFailed
@@ -21,6 +22,22 @@ from model.posix_constants import (
 )
 
 
+class RegionReader(Protocol):
+    """The kernel's own account of a range of this process, as spans."""
+
+    def spans_in(self, lo: int, hi: int) -> list[OsSpan]: ...
+
+
+def _region_reader() -> RegionReader:
+    if sys.platform == "darwin":
+        from impl.macos_regions import MachRegions
+
+        return MachRegions()
+    from impl.proc_maps import linux_regions
+
+    return linux_regions()
+
+
 class PosixBackend(Backend):
     name = "posix-native"
 
@@ -30,12 +47,7 @@ class PosixBackend(Backend):
         self.granularity = self.page
         flavor = self.libc.flavor
         self._reserve_flags = MAP_PRIVATE | flavor.map_anonymous | flavor.map_noreserve
-        if sys.platform == "darwin":
-            from impl.macos_regions import MachRegions
-
-            self._regions: MachRegions | None = MachRegions()
-        else:
-            self._regions = None
+        self._regions: RegionReader = _region_reader()
 
     def reserve(self, size: int) -> int:
         r = self.libc.mmap(0, size, PROT_NONE, self._reserve_flags, -1, 0)
@@ -84,8 +96,4 @@ class PosixBackend(Backend):
             raise OSCallFailed("munmap", r.errno, f"release {size:#x} bytes at {addr:#x}")
 
     def query(self, lo: int, hi: int) -> list[OsSpan]:
-        if self._regions is not None:
-            return self._regions.spans_in(lo, hi)
-        from impl.proc_maps import read_maps, spans_in
-
-        return spans_in(read_maps(), lo, hi)
+        return self._regions.spans_in(lo, hi)

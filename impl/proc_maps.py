@@ -1,7 +1,9 @@
 """The Linux kernel's view of a range, from /proc/self/maps (VM_SEMANTICS.md B.3).
 
 Lines are clipped to the range asked about, because an anonymous mapping can merge
-with an unrelated neighbour that has the same flags.
+with an unrelated neighbour that has the same flags. Where the kernel answers the
+PROCMAP_QUERY ioctl (6.11 and later) the backend asks it instead (:mod:`impl.procmap_query`):
+the same VMAs without reading the whole file; this text reader is the fallback.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 
 from impl.backend import OsSpan, SpanState, merge_spans
+from impl.procmap_query import ProcmapQuery, ProcmapUnavailable
 
 _PATH = "/proc/self/maps"
 
@@ -64,3 +67,27 @@ def spans_in(maps: bytes, lo: int, hi: int) -> list[OsSpan]:
     if cursor < hi:
         out.append(OsSpan(cursor, hi, SpanState.FREE))
     return merge_spans(out)
+
+
+class MapsText:
+    """Spans read from the text of /proc/self/maps, one whole reading per query."""
+
+    def spans_in(self, lo: int, hi: int) -> list[OsSpan]:
+        return spans_in(read_maps(), lo, hi)
+
+
+_READER: ProcmapQuery | MapsText | None = None
+
+
+def linux_regions() -> ProcmapQuery | MapsText:
+    """The cheapest reader of this kernel's view: the ioctl where it exists, else the text.
+
+    One per process (a reader reopens itself after a fork): every backend opened asks
+    the same kernel about the same process."""
+    global _READER
+    if _READER is None:
+        try:
+            _READER = ProcmapQuery()
+        except ProcmapUnavailable:
+            _READER = MapsText()
+    return _READER

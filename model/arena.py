@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from model.arith import ISIZE_MAX, MASK64, is_power_of_two, round_down, round_up, wrap
 from model.geometry import Geometry
@@ -82,7 +83,11 @@ TIGHT = "tight"
 
 @dataclass
 class ArenaModel:
-    """``reservation`` is what the arena holds: R, or for ``tight`` the container C itself."""
+    """``reservation`` is what the arena holds: R, or for ``tight`` the container C itself.
+
+    ``geometry``, ``reservation``, ``pool`` and ``strategy`` never change once the model
+    exists, so the layout derived from them (C, F, S0, ...) is computed once.
+    """
 
     geometry: Geometry
     reservation: int
@@ -103,36 +108,36 @@ class ArenaModel:
 
     # ----------------------------------------------------------------- layout
 
-    @property
+    @cached_property
     def container(self) -> int:
         """C: R rounded up to CONTAINER_ALIGN (R itself when already aligned)."""
         return wrap(self.reservation + (-self.reservation) % self.geometry.container_align)
 
-    @property
+    @cached_property
     def container_end(self) -> int:
         return self.container + self.geometry.container_size
 
-    @property
+    @cached_property
     def reserved_size(self) -> int:
         """RESERVED_SIZE, or CONTAINER_SIZE for a tight arena (head and tail given back)."""
         g = self.geometry
         return g.container_size if self.strategy == TIGHT else g.reserved_size
 
-    @property
+    @cached_property
     def reservation_end(self) -> int:
         return self.reservation + self.reserved_size
 
-    @property
+    @cached_property
     def footer(self) -> int:
         """F: the cursor never goes above it."""
         return self.container + self.geometry.footer_offset
 
-    @property
+    @cached_property
     def initial_start(self) -> int:
         """S0: the bottom of the first commit."""
         return self.container_end - self.geometry.first_commit
 
-    @property
+    @cached_property
     def reset_cursor(self) -> int:
         return self.container + self.geometry.active_size if self.pool else self.footer
 

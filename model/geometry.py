@@ -8,6 +8,7 @@ section 1 nested in order), so the models and the implementation never re-valida
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from model.arith import is_power_of_two, round_up
 
@@ -66,37 +67,37 @@ class Geometry:
             if not ok:
                 raise GeometryError(f"geometry {self.name!r}: {message}")
 
-    @property
+    @cached_property
     def metadata_bytes(self) -> int:
         return self.footer_size + POOL_METADATA_SIZE + TRANSFER_METADATA_SIZE
 
-    @property
+    @cached_property
     def container_size(self) -> int:
         return round_up(self.block_size, self.page)
 
-    @property
+    @cached_property
     def reserved_size(self) -> int:
         return self.container_size + self.container_align
 
-    @property
+    @cached_property
     def footer_offset(self) -> int:
         """Offset of the footer F from the container base C."""
         return self.block_size - self.footer_size
 
-    @property
+    @cached_property
     def active_size(self) -> int:
         return self.block_size - self.metadata_bytes
 
-    @property
+    @cached_property
     def buffer_size(self) -> int:
         return self.active_size + TRANSFER_METADATA_SIZE
 
-    @property
+    @cached_property
     def initial_capacity(self) -> int:
         """Bytes a fresh plain arena holds before its first grow: ``F - S0``."""
         return self.footer_offset - (self.container_size - self.first_commit)
 
-    @property
+    @cached_property
     def max_alloc(self) -> int:
         """Largest single allocation with alignment 1 on a fresh plain arena."""
         return self.footer_offset

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, NoReturn, cast
 
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -97,6 +97,12 @@ def expect(ok: bool, message: str) -> None:
         raise Divergence(message, sys._getframe(1).f_code.co_name)
 
 
+def fail(message: str) -> NoReturn:
+    """A check failed. Checks run after every step call this only once they know, so the
+    message (addresses, pictures of spans) is formatted for failures alone."""
+    raise Divergence(message, sys._getframe(1).f_code.co_name)
+
+
 def pattern(seed: int, n: int) -> bytes:
     return bytes((seed * 131 + i * 7 + 1) & 0xFF for i in range(n))
 
@@ -126,6 +132,15 @@ class ArenaHandle:
     model: ArenaModel
     footer: bytes
     epoch: int = 0
+    # Allocations made since the last reset, whose written bytes must survive.
+    written: list[AllocHandle] = field(default_factory=list)
+    _view: tuple[int, list[OsSpan]] | None = None
+
+    def expected_view(self) -> list[OsSpan]:
+        """``expected_view(model)``, rebuilt only when S moved: nothing else in it changes."""
+        if self._view is None or self._view[0] != self.model.start:
+            self._view = (self.model.start, expected_view(self.model))
+        return self._view[1]
 
     @property
     def trace_name(self) -> str:
@@ -180,8 +195,9 @@ class ArenaMachine(RuleBasedStateMachine):
         self.handles: list[ArenaHandle] = []
         self._numbers = itertools.count()
         self._alloc_numbers = itertools.count()
-        self.live_allocs: list[AllocHandle] = []
         self.notes: list[str] = []
+        # Notes cost a formatted string per step; only a replay asks for them.
+        self.narrate = False
 
     def open_recording_backend(self) -> RecordingBackend:
         if self.isolated:
@@ -222,36 +238,32 @@ class ArenaMachine(RuleBasedStateMachine):
     def expect_calls(self, what: str, predicted: list[OsCall]) -> None:
         """ARENA.md 6.2 and 6.8: the OS calls made are exactly the predicted ones."""
         made = self.backend.take_log()
+        if not made and not predicted:
+            return
         calls = [entry.call for entry in made]
-        expect(
-            calls == predicted,
-            f"{what}: OS calls {[str(c) for c in calls]}, model predicts "
-            f"{[str(c) for c in predicted]}",
-        )
+        if calls != predicted:
+            fail(
+                f"{what}: OS calls {[str(c) for c in calls]}, model predicts "
+                f"{[str(c) for c in predicted]}"
+            )
+        page = self.geometry.page
         for entry in made:
             c = entry.call
-            if c.addr is not None:
-                expect(
-                    c.addr % self.geometry.page == 0
-                    and c.size > 0
-                    and c.size % self.geometry.page == 0,
-                    f"{what}: {c} is not page-granular",
-                )
+            if c.addr is not None and (c.addr % page or c.size <= 0 or c.size % page):
+                fail(f"{what}: {c} is not page-granular")
 
     def confirm_committed(self, handle: ArenaHandle, lo: int, hi: int) -> None:
         """Model and OS both say ``[lo, hi)`` is committed read-write, or fail before touching."""
         m = handle.model
-        expect(
-            m.start <= lo and hi <= m.container_end,
-            f"{handle}: model says [{lo:#x}, {hi:#x}) is not committed",
-        )
+        if not (m.start <= lo and hi <= m.container_end):
+            fail(f"{handle}: model says [{lo:#x}, {hi:#x}) is not committed")
         page = self.geometry.page
         view = self.backend.query(round_down(lo, page), round_up(hi, page))
-        expect(
-            all(s.state is SpanState.COMMITTED and "w" in s.prot for s in view),
-            f"{handle}: the OS does not show [{lo:#x}, {hi:#x}) committed read-write: "
-            f"{describe(view, m.container)}",
-        )
+        if not all(s.state is SpanState.COMMITTED and "w" in s.prot for s in view):
+            fail(
+                f"{handle}: the OS does not show [{lo:#x}, {hi:#x}) committed read-write: "
+                f"{describe(view, m.container)}"
+            )
 
     def check_unchanged(self, handle: ArenaHandle, before: tuple[int, int], what: str) -> None:
         impl = handle.impl
@@ -293,14 +305,16 @@ class ArenaMachine(RuleBasedStateMachine):
         # Tracked before any check, so that teardown frees it even when a check fails.
         handle = ArenaHandle(next(self._numbers), impl, model, b"")
         self.handles.append(handle)
-        self.note(
-            f"model: R from the OS, C={model.container:#x} S={model.start:#x} P={model.cursor:#x}"
-        )
-        self.note(f"OS calls: {[str(c) for c in self.backend.calls()]}")
+        if self.narrate:
+            self.note(
+                f"model: R from the OS, C={model.container:#x} S={model.start:#x} "
+                f"P={model.cursor:#x}"
+            )
+            self.note(f"OS calls: {[str(c) for c in self.backend.calls()]}")
         self.expect_calls("new", self.predicted_creation(impl.reservation))
         self.confirm_committed_footer(model)
+        # The rest of the new arena is checked by the invariant that follows this step.
         handle.footer = self.backend.read(model.footer, 16)
-        self.check_arena(handle)
         return handle
 
     def predicted_creation(self, reservation: int) -> list[OsCall]:
@@ -393,13 +407,14 @@ class ArenaMachine(RuleBasedStateMachine):
             raised = "full" if addr is None else ""
         log = list(self.backend.log)
         commit_failed = any(entry.error is not None for entry in log)
-        self.note(
-            f"model: {plan.outcome.value}"
-            + (f" at {plan.address:#x}" if plan.address is not None else "")
-            + (f", grow with {plan.commit}" if plan.commit else "")
-        )
-        shown = "raised " + raised if raised else hex(addr) if addr is not None else "None"
-        self.note(f"impl: {shown}; OS calls: {[str(e.call) for e in log]}")
+        if self.narrate:
+            self.note(
+                f"model: {plan.outcome.value}"
+                + (f" at {plan.address:#x}" if plan.address is not None else "")
+                + (f", grow with {plan.commit}" if plan.commit else "")
+            )
+            shown = "raised " + raised if raised else hex(addr) if addr is not None else "None"
+            self.note(f"impl: {shown}; OS calls: {[str(e.call) for e in log]}")
         predicted = [] if plan.commit is None else [plan.commit]
         self.expect_calls(f"alloc({size}, {align})", predicted)
         if plan.outcome is Outcome.INVALID_LAYOUT:
@@ -446,7 +461,7 @@ class ArenaMachine(RuleBasedStateMachine):
         if size == 0:
             label("alloc: zero size")
         handle = AllocHandle(next(self._alloc_numbers), arena, result, size, arena.epoch)
-        self.live_allocs.append(handle)
+        arena.written.append(handle)
         return handle
 
     @rule(alloc=allocations, seed=st.integers(0, 255))
@@ -484,7 +499,7 @@ class ArenaMachine(RuleBasedStateMachine):
         arena.impl.reset()
         arena.model.reset()
         arena.epoch += 1
-        self.live_allocs = [a for a in self.live_allocs if a.live]
+        arena.written = []
         self.expect_calls("reset", [])
         label("reset after grow" if grown else "reset")
 
@@ -498,7 +513,8 @@ class ArenaMachine(RuleBasedStateMachine):
             self.release_refused(arena, error)
             arena.impl.free()
         call = arena.model.free()
-        self.note(f"model: {call}; OS calls: {[str(c) for c in self.backend.calls()]}")
+        if self.narrate:
+            self.note(f"model: {call}; OS calls: {[str(c) for c in self.backend.calls()]}")
         self.expect_calls("free", [call])
         view = self.backend.query(arena.model.reservation, arena.model.reservation_end)
         # Another allocator of the process (a malloc arena, a thread's heap) may map into
@@ -511,7 +527,7 @@ class ArenaMachine(RuleBasedStateMachine):
         )
         if any(s.state is not SpanState.FREE for s in view):
             label("free: the released range was already reused by another mapping")
-        self.live_allocs = [a for a in self.live_allocs if a.live]
+        arena.written = []
         label("free")
         return arena
 
@@ -615,85 +631,104 @@ class ArenaMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------- invariants
 
-    def check_arena(self, handle: ArenaHandle) -> None:
-        m, impl = handle.model, handle.impl
-        g = self.geometry
-        got = (impl.reservation, impl.container, impl.start, impl.cursor, impl.footer)
-        want = (m.reservation, m.container, m.start, m.cursor, m.footer)
-        names = ("R", "C", "S", "P", "F")
-        for name, g_val, w_val in zip(names, got, want, strict=True):
-            expect(g_val == w_val, f"{handle}: {name} is {g_val:#x}, model says {w_val:#x}")
-        expect(
-            impl.committed_bytes == m.committed_bytes,
-            f"{handle}: committed {impl.committed_bytes}, model says {m.committed_bytes}",
-        )
-        expect(m.reservation % g.granularity == 0, f"{handle}: R is not granularity-aligned")
-        for problem in m.invariant_violations():
-            raise Divergence(f"{handle}: {problem}")
-        view = self.backend.query(m.reservation, m.reservation_end)
-        expected = expected_view(m)
-        expect(
-            view == expected,
-            f"{handle}: the OS shows {describe(view, m.container)}; "
-            f"model expects {describe(expected, m.container)}",
-        )
-        footer = self.backend.read(m.footer, 16)
-        expect(footer == handle.footer, f"{handle}: the footer at F was overwritten")
-
     @invariant()
-    def arenas_agree_with_model_and_os(self) -> None:
+    def agrees_with_model_and_os(self) -> None:
+        """ARENA.md 6, after every step: every live arena, its allocations and its memory
+        agree with the model and with the OS; what is reserved is exactly the live arenas'
+        reservations; the commit charge is the model's, where it is observable.
+
+        One invariant running each check in turn rather than one invariant per check:
+        Hypothesis's bookkeeping around an invariant costs as much as a check.
+        """
         for handle in self.live_arenas():
             self.check_arena(handle)
+            self.check_allocations(handle)
+        self.check_reservations()
+        self.check_commit_charge()
 
-    @invariant()
-    def reservations_match_live_arenas(self) -> None:
+    def check_arena(self, handle: ArenaHandle) -> None:
+        """ARENA.md 6.1 to 6.6: R, C, S, P, F and the committed bytes are the model's, the
+        OS shows exactly [S, C + CONTAINER_SIZE) committed read-write and the rest of the
+        reservation reserved, and the footer at F is intact."""
+        m, impl = handle.model, handle.impl
+        got = (impl.reservation, impl.container, impl.start, impl.cursor, impl.footer)
+        want = (m.reservation, m.container, m.start, m.cursor, m.footer)
+        if got != want:
+            for name, g_val, w_val in zip(("R", "C", "S", "P", "F"), got, want, strict=True):
+                if g_val != w_val:
+                    fail(f"{handle}: {name} is {g_val:#x}, model says {w_val:#x}")
+        if impl.committed_bytes != m.committed_bytes:
+            fail(f"{handle}: committed {impl.committed_bytes}, model says {m.committed_bytes}")
+        if m.reservation % self.geometry.granularity:
+            fail(f"{handle}: R is not granularity-aligned")
+        for problem in m.invariant_violations():
+            fail(f"{handle}: {problem}")
+        view = self.backend.query(m.reservation, m.reservation_end)
+        expected = handle.expected_view()
+        if view != expected:
+            fail(
+                f"{handle}: the OS shows {describe(view, m.container)}; "
+                f"model expects {describe(expected, m.container)}"
+            )
+        if self.backend.read(m.footer, 16) != handle.footer:
+            fail(f"{handle}: the footer at F was overwritten")
+
+    def check_allocations(self, handle: ArenaHandle) -> None:
+        """ARENA.md 6.9: live allocations are disjoint, lie in [S, F), and every pattern
+        written into them reads back from memory (not through the arena).
+
+        Runs right after ``check_arena`` confirmed, in this same pass with no OS call in
+        between, that the OS shows all of [S, C + CONTAINER_SIZE) committed read-write: a
+        chunk the model places there may be read without asking the OS again.
+        """
+        m = handle.model
+        spans = sorted(m.allocations)
+        for (a, n), (b, _) in itertools.pairwise(spans):
+            if a + n > b:
+                fail(f"{handle}: allocations at {a:#x} and {b:#x} overlap")
+        lo, hi = m.start, m.footer
+        for a, n in spans:
+            if not (lo <= a and a + n <= hi):
+                fail(f"{handle}: allocation at {a:#x} lies outside [S, F)")
+        for alloc in handle.written:
+            if not alloc.live:
+                continue
+            for offset, data in alloc.chunks.items():
+                start = alloc.addr + offset
+                if not (lo <= start and start + len(data) <= hi):
+                    fail(f"{alloc}: the model says +{offset} is not committed")
+                if self.backend.read(start, len(data)) != data:
+                    fail(f"{alloc}: {len(data)} bytes at +{offset} were overwritten")
+
+    def check_reservations(self) -> None:
         """ARENA.md 6.10, step by step: what is reserved is exactly the live arenas' R.
 
         Checked after every step rather than only at teardown, so a leak shrinks to the
         step that caused it.
         """
         live = {h.model.reservation: h.model.reserved_size for h in self.live_arenas()}
+        if live == self.backend.live:
+            return
         stray = {b: n for b, n in self.backend.live.items() if live.get(b) != n}
-        expect(
-            not stray and set(live) <= set(self.backend.live),
-            "reservations not matching a live arena: "
-            + ", ".join(f"{b:#x}+{n:#x}" for b, n in sorted(stray.items()))
-            + (f"; live arenas {[hex(b) for b in live]}" if not stray else ""),
-        )
+        if stray or not set(live) <= set(self.backend.live):
+            fail(
+                "reservations not matching a live arena: "
+                + ", ".join(f"{b:#x}+{n:#x}" for b, n in sorted(stray.items()))
+                + (f"; live arenas {[hex(b) for b in live]}" if not stray else "")
+            )
 
-    @invariant()
-    def allocations_are_disjoint(self) -> None:
-        for handle in self.live_arenas():
-            spans = sorted(handle.model.allocations)
-            for (a, n), (b, _) in itertools.pairwise(spans):
-                expect(a + n <= b, f"{handle}: allocations at {a:#x} and {b:#x} overlap")
-            for a, n in spans:
-                expect(
-                    handle.model.start <= a and a + n <= handle.model.footer,
-                    f"{handle}: allocation at {a:#x} lies outside [S, F)",
-                )
-
-    @invariant()
-    def written_bytes_survive(self) -> None:
-        """ARENA.md 6.9: every live pattern reads back from memory, not from the arena."""
-        for alloc in self.live_allocs:
-            for offset, data in alloc.chunks.items():
-                lo = alloc.addr + offset
-                self.confirm_committed(alloc.arena, lo, lo + len(data))
-                got = self.backend.read(lo, len(data))
-                expect(got == data, f"{alloc}: {len(data)} bytes at +{offset} were overwritten")
-
-    @invariant()
-    def commit_charge_is_exact(self) -> None:
+    def check_commit_charge(self) -> None:
         """ARENA.md 6.7, where the charge is observable: the emulated kernel's commit count."""
         k32 = getattr(self.backend.inner, "k32", None)
         if isinstance(k32, EmulatedKernel32):
             want = sum(h.model.committed_bytes for h in self.live_arenas())
             got = k32.model.committed_bytes
-            expect(got == want, f"commit charge is {got}, the live arenas account for {want}")
+            if got != want:
+                fail(f"commit charge is {got}, the live arenas account for {want}")
             for h in self.live_arenas():
                 problems = k32.host_disagreements(h.model.reservation, h.model.reservation_end)
-                expect(not problems, f"{h}: {problems}")
+                if problems:
+                    fail(f"{h}: {problems}")
 
     def teardown(self) -> None:
         """Give back every reservation still held, without the implementation's help.

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import abc
 import faulthandler
-import os
 import queue
 import random
 import tempfile
@@ -54,8 +53,6 @@ from impl.errors import (
     UseAfterFree,
 )
 from impl.pool import ArenaPool, PoolArena, Release
-from impl.posix_backend import PosixBackend
-from impl.proc_maps import read_maps, spans_in
 from model.arena import MIN_ALIGNS, ArenaModel, OsCall, OsOp, Outcome
 from model.arith import round_down, round_up
 from model.geometry import Geometry, geometry_named
@@ -244,14 +241,8 @@ class FailingReserve(ForwardingBackend):
         self.after_release[addr] = self.views([(addr, addr + size)])[0]
 
     def views(self, ranges: list[tuple[int, int]]) -> list[list[OsSpan]]:
-        """The OS's view of each range; on Linux from one reading of /proc/self/maps."""
-        if isinstance(self.inner, PosixBackend) and os.path.exists(_MAPS):
-            maps = read_maps()
-            return [spans_in(maps, lo, hi) for lo, hi in ranges]
+        """The OS's view of each range."""
         return [self.inner.query(lo, hi) for lo, hi in ranges]
-
-
-_MAPS = "/proc/self/maps"
 
 
 def failing_reserve(backend_name: str, inner: Backend) -> FailingReserve:

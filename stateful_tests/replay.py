@@ -97,6 +97,8 @@ def replay_program(
 
     with _backend_ready(backend_name):
         machine = machine_cls()
+        if hasattr(machine, "narrate"):
+            machine.narrate = True
         refs: dict[str, object] = {}
         step_no = 0
         try:

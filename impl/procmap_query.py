@@ -1,0 +1,116 @@
+"""The Linux kernel's view of a range through the PROCMAP_QUERY ioctl (Linux 6.11 and later).
+
+The ioctl on an open ``/proc/self/maps`` returns one VMA at a time, in binary: the same
+VMAs the text lists (VM_SEMANTICS.md B.3), without reading and parsing the whole file. A
+query of one arena then costs a few system calls whatever the rest of the process maps.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+import threading
+
+from impl.backend import OsSpan, SpanState, merge_spans
+
+# _IOWR('f', 17, struct procmap_query) from <linux/fs.h>; the struct is 104 bytes.
+PROCMAP_QUERY = 0xC0686611
+COVERING_OR_NEXT_VMA = 0x10
+VMA_READABLE, VMA_WRITABLE, VMA_EXECUTABLE = 0x01, 0x02, 0x04
+
+# size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size, vma_offset,
+# inode, dev_major, dev_minor, vma_name_size, build_id_size, vma_name_addr, build_id_addr
+_QUERY = struct.Struct("=9Q4I2Q")
+_OUT = struct.Struct("=QQQ")  # vma_start, vma_end, vma_flags
+_OUT_OFFSET = 24
+_ADDR = struct.Struct("=Q")  # query_addr
+_ADDR_OFFSET = 16
+_PATH = "/proc/self/maps"
+
+
+class ProcmapUnavailable(OSError):
+    """The kernel has no PROCMAP_QUERY (before 6.11, or /proc is not mounted)."""
+
+
+def _perms(flags: int) -> str:
+    """The first three characters of the text's perms column."""
+    return (
+        ("r" if flags & VMA_READABLE else "-")
+        + ("w" if flags & VMA_WRITABLE else "-")
+        + ("x" if flags & VMA_EXECUTABLE else "-")
+    )
+
+
+class ProcmapQuery:
+    """Spans of this process's address space, one ioctl per VMA.
+
+    The descriptor names the process that opened it, so a forked child (which inherits
+    it) would be shown its parent's mappings: it is reopened when the pid changes.
+    """
+
+    def __init__(self) -> None:
+        self._fd = -1
+        self._pid = -1
+        self._reopening = threading.Lock()
+        self._template = _QUERY.pack(_QUERY.size, COVERING_OR_NEXT_VMA, *([0] * 13))
+        self._open()
+        self.vma_at(0)  # ENOTTY here means the kernel lacks the ioctl
+
+    def _open(self) -> None:
+        try:
+            self._fd = os.open(_PATH, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise ProcmapUnavailable(e.errno, f"{_PATH}: {e.strerror}") from None
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+    def vma_at(self, addr: int) -> tuple[int, int, int] | None:
+        """(start, end, flags) of the VMA covering ``addr`` or the next one above; None if none."""
+        if self._pid != os.getpid():
+            with self._reopening:
+                if self._pid != os.getpid():
+                    self.close()
+                    self._open()
+        # A buffer per call: threads of the process may query at the same time.
+        buf = bytearray(self._template)
+        _ADDR.pack_into(buf, _ADDR_OFFSET, addr)
+        try:
+            fcntl.ioctl(self._fd, PROCMAP_QUERY, buf, True)
+        except OSError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            if e.errno in (errno.ENOTTY, errno.EINVAL):
+                raise ProcmapUnavailable(e.errno, f"PROCMAP_QUERY: {e.strerror}") from None
+            raise
+        start, end, flags = _OUT.unpack_from(buf, _OUT_OFFSET)
+        return start, end, flags
+
+    def spans_in(self, lo: int, hi: int) -> list[OsSpan]:
+        """``[lo, hi)`` as spans, clipped and merged as the text reader makes them:
+        PROT_NONE VMAs are RESERVED, others COMMITTED, gaps FREE."""
+        out: list[OsSpan] = []
+        cursor = lo
+        while cursor < hi:
+            vma = self.vma_at(cursor)
+            if vma is None or vma[0] >= hi:
+                break
+            start, end, flags = vma
+            s, e = max(start, cursor), min(end, hi)
+            if s > cursor:
+                out.append(OsSpan(cursor, s, SpanState.FREE))
+            perms = _perms(flags)
+            state = SpanState.RESERVED if perms == "---" else SpanState.COMMITTED
+            out.append(OsSpan(s, e, state, perms))
+            cursor = e
+        if cursor < hi:
+            out.append(OsSpan(cursor, hi, SpanState.FREE))
+        return merge_spans(out)
