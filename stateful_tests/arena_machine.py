@@ -193,6 +193,9 @@ class ArenaMachine(RuleBasedStateMachine):
         b = self.backend
         self.geometry = geometry_named(self.geometry_name, b.page, b.granularity)
         self.handles: list[ArenaHandle] = []
+        # The handles whose model is alive, kept as arenas are created and freed: every
+        # step asks for them several times.
+        self._live: list[ArenaHandle] = []
         self._numbers = itertools.count()
         self._alloc_numbers = itertools.count()
         self.notes: list[str] = []
@@ -233,7 +236,7 @@ class ArenaMachine(RuleBasedStateMachine):
         return out
 
     def live_arenas(self) -> list[ArenaHandle]:
-        return [h for h in self.handles if h.model.alive]
+        return list(self._live)
 
     def expect_calls(self, what: str, predicted: list[OsCall]) -> None:
         """ARENA.md 6.2 and 6.8: the OS calls made are exactly the predicted ones."""
@@ -305,6 +308,7 @@ class ArenaMachine(RuleBasedStateMachine):
         # Tracked before any check, so that teardown frees it even when a check fails.
         handle = ArenaHandle(next(self._numbers), impl, model, b"")
         self.handles.append(handle)
+        self._live.append(handle)
         if self.narrate:
             self.note(
                 f"model: R from the OS, C={model.container:#x} S={model.start:#x} "
@@ -513,6 +517,7 @@ class ArenaMachine(RuleBasedStateMachine):
             self.release_refused(arena, error)
             arena.impl.free()
         call = arena.model.free()
+        self._live.remove(arena)
         if self.narrate:
             self.note(f"model: {call}; OS calls: {[str(c) for c in self.backend.calls()]}")
         self.expect_calls("free", [call])
