@@ -13,7 +13,7 @@ import os
 import struct
 import threading
 
-from impl.backend import OsSpan, SpanState, merge_spans
+from impl.backend import OsSpan, SpanState
 
 # _IOWR('f', 17, struct procmap_query) from <linux/fs.h>; the struct is 104 bytes.
 PROCMAP_QUERY = 0xC0686611
@@ -41,6 +41,9 @@ def _perms(flags: int) -> str:
         + ("w" if flags & VMA_WRITABLE else "-")
         + ("x" if flags & VMA_EXECUTABLE else "-")
     )
+
+
+_PERMS = tuple(_perms(flags) for flags in range(8))
 
 
 class ProcmapQuery:
@@ -96,7 +99,8 @@ class ProcmapQuery:
 
     def spans_in(self, lo: int, hi: int) -> list[OsSpan]:
         """``[lo, hi)`` as spans, clipped and merged as the text reader makes them:
-        PROT_NONE VMAs are RESERVED, others COMMITTED, gaps FREE."""
+        PROT_NONE VMAs are RESERVED, others COMMITTED, gaps FREE. Adjacent VMAs that
+        look the same are one span (they differ in flags the text does not show)."""
         out: list[OsSpan] = []
         cursor = lo
         while cursor < hi:
@@ -104,13 +108,18 @@ class ProcmapQuery:
             if vma is None or vma[0] >= hi:
                 break
             start, end, flags = vma
-            s, e = max(start, cursor), min(end, hi)
-            if s > cursor:
-                out.append(OsSpan(cursor, s, SpanState.FREE))
-            perms = _perms(flags)
-            state = SpanState.RESERVED if perms == "---" else SpanState.COMMITTED
-            out.append(OsSpan(s, e, state, perms))
-            cursor = e
+            if start > cursor:
+                out.append(OsSpan(cursor, start, SpanState.FREE))
+                cursor = start
+            end = min(end, hi)
+            perms = _PERMS[flags & 7]
+            state = SpanState.RESERVED if flags & 7 == 0 else SpanState.COMMITTED
+            last = out[-1] if out else None
+            if last is not None and last.state is state and last.prot == perms:
+                out[-1] = OsSpan(last.start, end, state, perms)
+            else:
+                out.append(OsSpan(cursor, end, state, perms))
+            cursor = end
         if cursor < hi:
             out.append(OsSpan(cursor, hi, SpanState.FREE))
-        return merge_spans(out)
+        return out
