@@ -19,12 +19,13 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
+from typing import Final
 
 from model.arena import ArenaModel
 from model.geometry import POOL_METADATA_SIZE, TRANSFER_METADATA_SIZE, Geometry
 
-POSIX = "posix"
-WINDOWS = "windows"
+POSIX: Final = "posix"
+WINDOWS: Final = "windows"
 BEHAVIOURS = (POSIX, WINDOWS)
 
 # The model's own copy of the marker the pool writes into the transfer metadata: a layout

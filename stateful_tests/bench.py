@@ -20,8 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from hypothesis import settings
 from hypothesis.stateful import (
@@ -93,12 +94,12 @@ def _drawing_machine() -> type[RuleBasedStateMachine]:
     }
     for r in _arena_rules():
         name = r.function.__name__
-        if r.targets:
-            fn = rule(target=bundles[r.targets[0]], **r.arguments)(make(name, True))
-        else:
-            fn = rule(**r.arguments)(make(name, False))
+        # rule()'s overloads cannot tell a dict of strategies from its own keywords.
+        declare: Callable[..., Any] = rule
+        targets = {"target": bundles[r.targets[0]]} if r.targets else {}
+        fn = declare(**targets, **r.arguments)(make(name, bool(r.targets)))
         for condition in r.preconditions:
-            fn = precondition(condition)(fn)
+            fn = precondition(cast(Callable[[Any], bool], condition))(fn)
         attrs[name] = fn
     return type("DrawingMachine", (RuleBasedStateMachine,), attrs)
 

@@ -310,8 +310,8 @@ def check_stress_outcome(
                 f"arena{a} was added before arena{b} but lies above it: {contents}"
             )
     for impl in pool.arenas():
-        a, model = impl.arena, models[impl.id]
-        assert (a.start, a.cursor) == (model.start, model.cursor), f"arena{impl.id}: S, P"
+        arena, model = impl.arena, models[impl.id]
+        assert (arena.start, arena.cursor) == (model.start, model.cursor), f"arena{impl.id}: S, P"
         view = backend.query(model.reservation, model.reservation_end)
         assert view == expected_view(model), f"arena{impl.id}: the OS view differs"
         lo, _ = metadata_range(model.geometry, model.container)
@@ -424,7 +424,9 @@ def run_history(
                         arena: PoolArena | None = pool.get()
                     except PoolEmpty:
                         arena = None
-                    ops.append(Op(t, "get", holder, arena and arena.id, invoked, ticket()))
+                    ops.append(
+                        Op(t, "get", holder, None if arena is None else arena.id, invoked, ticket())
+                    )
                     if arena is not None:
                         held.append((holder, arena))
                 elif held:  # a POSIX get may have found the pool empty
@@ -609,6 +611,10 @@ def test_both_owners_racing_free_the_memory_once(backend_name: str) -> None:
         outcomes = sorted(r.value for r in (results["pool"][k], results["engine"][k]))
         assert outcomes == ["freed", "kept"], f"arena{arena.id}: {outcomes}"
         assert not arena.alive
-    releases = [e.call.addr for e in recording.take_log() if e.call.op is OsOp.RELEASE]
+    releases = [
+        e.call.addr
+        for e in recording.take_log()
+        if e.call.op is OsOp.RELEASE and e.call.addr is not None
+    ]
     assert sorted(releases) == sorted(a.arena.reservation for a in arenas)
     assert not recording.release_leftovers()
