@@ -104,11 +104,23 @@ def _drawing_machine() -> type[RuleBasedStateMachine]:
     return type("DrawingMachine", (RuleBasedStateMachine,), attrs)
 
 
-def throughput(examples: int, rounds: int = 3) -> dict[str, float]:
-    """Steps per second of the three machines, run in turn ``rounds`` times; medians.
+def _unchecked(machine: type[RuleBasedStateMachine]) -> type[RuleBasedStateMachine]:
+    """``machine`` without its after-step checks: its rules alone, implementation included."""
 
-    Interleaved rounds rather than one long run each, so that a slow spell of the machine
-    (another process, frequency scaling) falls on all three alike.
+    def check_invariants(self: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    name = machine.__name__ + "_unchecked"
+    return type(name, (machine,), {"check_invariants": check_invariants})
+
+
+def throughput(examples: int, rounds: int = 3) -> dict[str, float]:
+    """Steps per second of four machines, run in turn ``rounds`` times; medians.
+
+    ArenaMachine, the bare machine, and between them two that split the gap: ArenaMachine
+    without its after-step checks, and its rules drawn but doing nothing. Interleaved
+    rounds rather than one long run each, so that a slow spell of the machine (another
+    process, frequency scaling) falls on all four alike.
     """
     from stateful_tests import labels
     from stateful_tests.arena_machine import machine_for
@@ -121,12 +133,13 @@ def throughput(examples: int, rounds: int = 3) -> dict[str, float]:
         print_blob=False,
     )
     arena = machine_for("posix-native", "small")
-    rates: dict[str, list[float]] = {"arena": [], "bare": [], "drawing": []}
+    rates: dict[str, list[float]] = {"arena": [], "unchecked": [], "drawing": [], "bare": []}
     for _ in range(rounds):
-        labels.reset()
-        start = time.perf_counter()
-        run_state_machine_as_test(arena, settings=run)
-        rates["arena"].append(labels.RULES.total() / (time.perf_counter() - start))
+        for key, machine in (("arena", arena), ("unchecked", _unchecked(arena))):
+            labels.reset()
+            start = time.perf_counter()
+            run_state_machine_as_test(machine, settings=run)
+            rates[key].append(labels.RULES.total() / (time.perf_counter() - start))
         for key, machine in (
             ("bare", _bare_machine(_arena_rule_count())),
             ("drawing", _drawing_machine()),
@@ -135,13 +148,16 @@ def throughput(examples: int, rounds: int = 3) -> dict[str, float]:
             run_state_machine_as_test(machine, settings=run)
             steps = machine.counter["steps"]  # type: ignore[attr-defined]
             rates[key].append(steps / (time.perf_counter() - start))
-    a, b, d = (statistics.median(rates[k]) for k in ("arena", "bare", "drawing"))
+    medians = {k: statistics.median(v) for k, v in rates.items()}
+    bare = medians["bare"]
     return {
-        "arena_steps_per_s": a,
-        "bare_steps_per_s": b,
-        "ratio": a / b,
-        "drawing_steps_per_s": d,
-        "drawing_ratio": d / b,
+        "arena_steps_per_s": medians["arena"],
+        "bare_steps_per_s": bare,
+        "ratio": medians["arena"] / bare,
+        "unchecked_steps_per_s": medians["unchecked"],
+        "unchecked_ratio": medians["unchecked"] / bare,
+        "drawing_steps_per_s": medians["drawing"],
+        "drawing_ratio": medians["drawing"] / bare,
     }
 
 
@@ -267,9 +283,10 @@ def run_bench(quick: bool, out: TextIO = sys.stdout) -> int:
         t = throughput(30 if quick else 200)
     print(
         f"1. throughput: ArenaMachine {t['arena_steps_per_s']:.0f} steps/s, bare machine "
-        f"{t['bare_steps_per_s']:.0f} steps/s, ratio {t['ratio']:.3f}; "
-        f"ArenaMachine's rules drawn but doing nothing {t['drawing_steps_per_s']:.0f} "
-        f"steps/s, ratio {t['drawing_ratio']:.3f}",
+        f"{t['bare_steps_per_s']:.0f} steps/s, ratio {t['ratio']:.3f}; without its "
+        f"after-step checks {t['unchecked_steps_per_s']:.0f} steps/s, ratio "
+        f"{t['unchecked_ratio']:.3f}; its rules drawn but doing nothing "
+        f"{t['drawing_steps_per_s']:.0f} steps/s, ratio {t['drawing_ratio']:.3f}",
         file=out,
         flush=True,
     )
