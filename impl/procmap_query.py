@@ -12,6 +12,7 @@ import fcntl
 import os
 import struct
 import threading
+import weakref
 
 from impl.backend import OsSpan, SpanState
 
@@ -50,13 +51,24 @@ class ProcmapQuery:
     """Spans of this process's address space, one ioctl per VMA.
 
     The descriptor names the process that opened it, so a forked child (which inherits
-    it) would be shown its parent's mappings: it is reopened when the pid changes.
+    it) would be shown its parent's mappings: a child reopens it on its first query.
     """
 
     def __init__(self) -> None:
         self._fd = -1
-        self._pid = -1
+        self._forked = False
         self._reopening = threading.Lock()
+        # Told by the fork itself rather than by asking getpid() on every query: a query
+        # is a few system calls, and getpid() would be one more each time.
+        # A weak reference, so that the hook does not keep a reader (and its descriptor) alive.
+        reader = weakref.ref(self)
+
+        def forked() -> None:
+            alive = reader()
+            if alive is not None:
+                alive._forked = True
+
+        os.register_at_fork(after_in_child=forked)
         self._template = _QUERY.pack(_QUERY.size, COVERING_OR_NEXT_VMA, *([0] * 13))
         self._open()
         self.vma_at(0)  # ENOTTY here means the kernel lacks the ioctl
@@ -66,7 +78,6 @@ class ProcmapQuery:
             self._fd = os.open(_PATH, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             raise ProcmapUnavailable(e.errno, f"{_PATH}: {e.strerror}") from None
-        self._pid = os.getpid()
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -78,11 +89,12 @@ class ProcmapQuery:
 
     def vma_at(self, addr: int) -> tuple[int, int, int] | None:
         """(start, end, flags) of the VMA covering ``addr`` or the next one above; None if none."""
-        if self._pid != os.getpid():
+        if self._forked:
             with self._reopening:
-                if self._pid != os.getpid():
+                if self._forked:
                     self.close()
                     self._open()
+                    self._forked = False
         # A buffer per call: threads of the process may query at the same time.
         buf = bytearray(self._template)
         _ADDR.pack_into(buf, _ADDR_OFFSET, addr)
