@@ -7,6 +7,7 @@ Tests that need Wine take the ``wine`` fixture: skipped where this machine lacks
 from __future__ import annotations
 
 import ctypes
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from stateful_tests.wine_kernel32 import (
     WineKernel32,
     WineServer,
     WineServerDied,
+    start_server,
 )
 
 SENTINEL = 0xDEADBEEF
@@ -111,6 +113,40 @@ def test_a_dead_server_reports_its_status_and_last_stderr_lines(
     message = str(caught.value)
     assert "exited with status 3" in message
     assert "the last words" in message and "first line" in message
+
+
+def test_a_server_that_dies_starting_every_time_fails_naming_each_fresh_prefix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each attempt gets a prefix of its own; when all die, the error carries every cause."""
+    fake = tmp_path / "wine64"
+    fake.write_text('#!/bin/sh\necho "prefix $WINEPREFIX" >&2\nexit 53\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(wine_kernel32, "WINE64", fake)
+    monkeypatch.setattr(wine_kernel32, "WINESERVER64", Path("/bin/true"))
+    with pytest.raises(WineServerDied) as caught:
+        start_server(tmp_path / "server.exe", attempts=2)
+    message = str(caught.value)
+    assert "2 times" in message and message.count("exited with status 53") == 2
+    prefixes = re.findall(r"prefix (\S+)", message)
+    assert len(prefixes) == 2 and prefixes[0] != prefixes[1], message
+
+
+def test_a_server_that_dies_starting_once_is_started_again_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    started: list[Path] = []
+
+    class DiesOnce:
+        def __init__(self, exe: Path) -> None:
+            started.append(exe)
+            if len(started) == 1:
+                raise WineServerDied("could not load kernel32.dll, status c0000135")
+
+    monkeypatch.setattr(wine_kernel32, "WineServer", DiesOnce)
+    with pytest.warns(RuntimeWarning, match="fresh prefix: could not load kernel32.dll"):
+        server = start_server(tmp_path / "server.exe")
+    assert isinstance(server, DiesOnce) and len(started) == 2
 
 
 # --------------------------------------------------------------------- with Wine

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import IO, Any
 
@@ -349,12 +350,40 @@ class WineServer:
 _server: WineServer | None = None
 
 
+# Attempts at starting a server, each in a fresh prefix.
+START_ATTEMPTS = 2
+
+
+def start_server(exe: Path, attempts: int = START_ATTEMPTS) -> WineServer:
+    """A server that answered hello. Wine sometimes leaves a prefix it is creating half
+    made ("could not load kernel32.dll"), and the cure is a fresh prefix: a server that
+    dies while starting is started again in a new one. Every failure is reported, as a
+    warning when a later attempt succeeds, in the error when none does."""
+    failures: list[WineServerDied] = []
+    while True:
+        try:
+            server = WineServer(exe)
+        except WineServerDied as died:
+            failures.append(died)
+            if len(failures) >= attempts:
+                raise WineServerDied(
+                    f"the Wine server died while starting, {attempts} times, each in a fresh "
+                    "prefix:\n" + "\n".join(str(f) for f in failures)
+                ) from died
+            continue
+        for failure in failures:
+            warnings.warn(
+                f"started again in a fresh prefix: {failure}", RuntimeWarning, stacklevel=2
+            )
+        return server
+
+
 def shared_server() -> WineServer:
     """This process's server, started on first use and again if the last one died."""
     global _server
     if _server is None or not _server.alive:
         first = _server is None
-        _server = WineServer(build_server())
+        _server = start_server(build_server())
         if first:
             atexit.register(_shutdown)
     return _server
