@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,7 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+    except BrokenPipeError:
+        # The reader went away (``arenacheck backends | head``): nothing more to say, and
+        # nothing to say it to; point stdout at /dev/null so the exit flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return status
 
 

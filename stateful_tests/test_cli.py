@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -23,3 +25,22 @@ def test_backends_fails_when_a_required_one_is_missing() -> None:
 
 def test_backends_rejects_unknown_names() -> None:
     assert main(["backends", "--require", "vax-vms"]) == 2
+
+
+def test_a_reader_that_went_away_ends_it_quietly() -> None:
+    """``arenacheck backends | head``: no traceback once the pipe's reader has gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "stateful_tests.cli", "backends"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr
