@@ -9,9 +9,12 @@ the same VMAs without reading the whole file; this text reader is the fallback.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from impl.backend import OsSpan, SpanState, merge_spans
-from impl.procmap_query import ProcmapQuery, ProcmapUnavailable
+
+if TYPE_CHECKING:
+    from impl.procmap_query import ProcmapQuery
 
 _PATH = "/proc/self/maps"
 
@@ -84,6 +87,8 @@ def linux_regions() -> ProcmapQuery | MapsText:
 
     One per process (a reader reopens itself after a fork): every backend opened asks
     the same kernel about the same process."""
+    from impl.procmap_query import ProcmapQuery, ProcmapUnavailable
+
     global _READER
     if _READER is None:
         try:

@@ -56,6 +56,7 @@ class ProcmapQuery:
 
     def __init__(self) -> None:
         self._fd = -1
+        self._closer: weakref.finalize[[int], ProcmapQuery] | None = None
         self._forked = False
         self._reopening = threading.Lock()
         # Told by the fork itself rather than by asking getpid() on every query: a query
@@ -78,14 +79,14 @@ class ProcmapQuery:
             self._fd = os.open(_PATH, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
             raise ProcmapUnavailable(e.errno, f"{_PATH}: {e.strerror}") from None
+        # Closed when the reader is collected, or at exit while ``os`` still works.
+        self._closer = weakref.finalize(self, os.close, self._fd)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __del__(self) -> None:
-        self.close()
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+        self._fd = -1
 
     def vma_at(self, addr: int) -> tuple[int, int, int] | None:
         """(start, end, flags) of the VMA covering ``addr`` or the next one above; None if none."""

@@ -7,7 +7,6 @@ the ioctl gets the text reader.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import platform
 import re
@@ -23,6 +22,8 @@ from impl.posix_backend import PosixBackend
 
 if sys.platform != "linux":
     pytest.skip("PROCMAP_QUERY and /proc/self/maps are Linux's", allow_module_level=True)
+
+import fcntl  # POSIX only: imported past the skip
 
 from impl import proc_maps
 from impl.proc_maps import MapsText, linux_regions
