@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from typing import NamedTuple
 
 
@@ -48,6 +49,52 @@ def merge_spans(spans: list[OsSpan]) -> list[OsSpan]:
             out[-1] = OsSpan(last.start, span.end, span.state, span.prot)
         else:
             out.append(span)
+    return out
+
+
+# "r", "w", "x" or "-" for each protection whose read, write and execute bits are 1, 2, 4:
+# POSIX's PROT_*, XNU's VM_PROT_* and PROCMAP_QUERY's VMA flags alike.
+_LETTERS = tuple(
+    ("r" if p & 1 else "-") + ("w" if p & 2 else "-") + ("x" if p & 4 else "-") for p in range(8)
+)
+
+
+def prot_letters(prot: int) -> str:
+    """A protection as the first three characters of /proc maps' perms column."""
+    return _LETTERS[prot & 7]
+
+
+def spans_of(mappings: Iterable[tuple[int, int, str]], lo: int, hi: int) -> list[OsSpan]:
+    """``[lo, hi)`` as spans, from the OS's mappings (start, end, perms) in ascending order.
+
+    Each mapping is clipped to the range (an anonymous mapping can merge with an unrelated
+    neighbour that has the same flags); gaps are FREE, ``---`` RESERVED, anything else
+    COMMITTED; adjacent mappings that look the same are one span (they differ in flags the
+    OS does not show). ``mappings`` is read no further than the first one reaching ``hi``,
+    so a reader that asks the OS one mapping at a time asks no more than it must.
+    """
+    out: list[OsSpan] = []
+    cursor = lo
+    for start, end, perms in mappings:
+        if end <= cursor:
+            continue
+        if start >= hi:
+            break
+        if start > cursor:
+            out.append(OsSpan(cursor, start, SpanState.FREE))
+            cursor = start
+        end = min(end, hi)
+        state = SpanState.RESERVED if perms == "---" else SpanState.COMMITTED
+        last = out[-1] if out else None
+        if last is not None and last.state is state and last.prot == perms:
+            out[-1] = OsSpan(last.start, end, state, perms)
+        else:
+            out.append(OsSpan(cursor, end, state, perms))
+        cursor = end
+        if cursor >= hi:
+            break
+    if cursor < hi:
+        out.append(OsSpan(cursor, hi, SpanState.FREE))
     return out
 
 

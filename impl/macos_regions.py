@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Iterator
 
-from impl.backend import OsSpan, SpanState, merge_spans
+from impl.backend import OsSpan, prot_letters, spans_of
 
 VM_REGION_BASIC_INFO_64 = 9
 KERN_SUCCESS = 0
@@ -50,11 +51,11 @@ class MachRegions:
         fn.restype = ctypes.c_int
         self._region = fn
 
-    def spans_in(self, lo: int, hi: int) -> list[OsSpan]:
-        out: list[OsSpan] = []
-        cursor = lo
-        while cursor < hi:
-            address = ctypes.c_uint64(cursor)
+    def mappings(self, lo: int) -> Iterator[tuple[int, int, str]]:
+        """(start, end, perms) of each region from the one at or above ``lo`` up."""
+        addr = lo
+        while True:
+            address = ctypes.c_uint64(addr)
             size = ctypes.c_uint64(0)
             info = VmRegionBasicInfo64()
             count = ctypes.c_uint(VM_REGION_BASIC_INFO_COUNT_64)
@@ -68,16 +69,10 @@ class MachRegions:
                 ctypes.byref(count),
                 ctypes.byref(port),
             )
-            if kr != KERN_SUCCESS or address.value >= hi:
-                break
-            start, end = max(address.value, cursor), min(address.value + size.value, hi)
-            if start > cursor:
-                out.append(OsSpan(cursor, start, SpanState.FREE))
-            prot = info.protection
-            perms = "".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
-            state = SpanState.RESERVED if prot == 0 else SpanState.COMMITTED
-            out.append(OsSpan(start, end, state, perms))
-            cursor = end
-        if cursor < hi:
-            out.append(OsSpan(cursor, hi, SpanState.FREE))
-        return merge_spans(out)
+            if kr != KERN_SUCCESS:
+                return
+            yield address.value, address.value + size.value, prot_letters(info.protection)
+            addr = address.value + size.value
+
+    def spans_in(self, lo: int, hi: int) -> list[OsSpan]:
+        return spans_of(self.mappings(lo), lo, hi)

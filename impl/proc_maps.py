@@ -9,9 +9,10 @@ the same VMAs without reading the whole file; this text reader is the fallback.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from impl.backend import OsSpan, SpanState, merge_spans
+from impl.backend import OsSpan, spans_of
 
 if TYPE_CHECKING:
     from impl.procmap_query import ProcmapQuery
@@ -47,29 +48,18 @@ def read_maps() -> bytes:
     return bytes(_BUFFER[:n])
 
 
-def spans_in(maps: bytes, lo: int, hi: int) -> list[OsSpan]:
-    """``[lo, hi)`` as spans: PROT_NONE lines are RESERVED, others COMMITTED, gaps FREE."""
-    out: list[OsSpan] = []
-    cursor = lo
+def mappings(maps: bytes) -> Iterator[tuple[int, int, str]]:
+    """(start, end, perms) of each line, parsed only as far as it is read."""
     for line in maps.splitlines():
         dash = line.index(b"-")
         space = line.index(b" ", dash)
-        start = int(line[:dash], 16)
-        end = int(line[dash + 1 : space], 16)
-        if end <= lo:
-            continue
-        if start >= hi:
-            break
         perms = line[space + 1 : space + 4].decode()
-        s, e = max(start, lo), min(end, hi)
-        if s > cursor:
-            out.append(OsSpan(cursor, s, SpanState.FREE))
-        state = SpanState.RESERVED if perms == "---" else SpanState.COMMITTED
-        out.append(OsSpan(s, e, state, perms))
-        cursor = e
-    if cursor < hi:
-        out.append(OsSpan(cursor, hi, SpanState.FREE))
-    return merge_spans(out)
+        yield int(line[:dash], 16), int(line[dash + 1 : space], 16), perms
+
+
+def spans_in(maps: bytes, lo: int, hi: int) -> list[OsSpan]:
+    """``[lo, hi)`` as spans: PROT_NONE lines are RESERVED, others COMMITTED, gaps FREE."""
+    return spans_of(mappings(maps), lo, hi)
 
 
 class MapsText:

@@ -13,13 +13,13 @@ import os
 import struct
 import threading
 import weakref
+from collections.abc import Iterator
 
-from impl.backend import OsSpan, SpanState
+from impl.backend import OsSpan, prot_letters, spans_of
 
 # _IOWR('f', 17, struct procmap_query) from <linux/fs.h>; the struct is 104 bytes.
 PROCMAP_QUERY = 0xC0686611
 COVERING_OR_NEXT_VMA = 0x10
-VMA_READABLE, VMA_WRITABLE, VMA_EXECUTABLE = 0x01, 0x02, 0x04
 
 # size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size, vma_offset,
 # inode, dev_major, dev_minor, vma_name_size, build_id_size, vma_name_addr, build_id_addr
@@ -33,18 +33,6 @@ _PATH = "/proc/self/maps"
 
 class ProcmapUnavailable(OSError):
     """The kernel has no PROCMAP_QUERY (before 6.11, or /proc is not mounted)."""
-
-
-def _perms(flags: int) -> str:
-    """The first three characters of the text's perms column."""
-    return (
-        ("r" if flags & VMA_READABLE else "-")
-        + ("w" if flags & VMA_WRITABLE else "-")
-        + ("x" if flags & VMA_EXECUTABLE else "-")
-    )
-
-
-_PERMS = tuple(_perms(flags) for flags in range(8))
 
 
 class ProcmapQuery:
@@ -110,29 +98,15 @@ class ProcmapQuery:
         start, end, flags = _OUT.unpack_from(buf, _OUT_OFFSET)
         return start, end, flags
 
-    def spans_in(self, lo: int, hi: int) -> list[OsSpan]:
-        """``[lo, hi)`` as spans, clipped and merged as the text reader makes them:
-        PROT_NONE VMAs are RESERVED, others COMMITTED, gaps FREE. Adjacent VMAs that
-        look the same are one span (they differ in flags the text does not show)."""
-        out: list[OsSpan] = []
-        cursor = lo
-        while cursor < hi:
-            vma = self.vma_at(cursor)
-            if vma is None or vma[0] >= hi:
-                break
+    def mappings(self, lo: int) -> Iterator[tuple[int, int, str]]:
+        """(start, end, perms) of each VMA from the one covering ``lo`` up, one ioctl each."""
+        addr = lo
+        while (vma := self.vma_at(addr)) is not None:
             start, end, flags = vma
-            if start > cursor:
-                out.append(OsSpan(cursor, start, SpanState.FREE))
-                cursor = start
-            end = min(end, hi)
-            perms = _PERMS[flags & 7]
-            state = SpanState.RESERVED if flags & 7 == 0 else SpanState.COMMITTED
-            last = out[-1] if out else None
-            if last is not None and last.state is state and last.prot == perms:
-                out[-1] = OsSpan(last.start, end, state, perms)
-            else:
-                out.append(OsSpan(cursor, end, state, perms))
-            cursor = end
-        if cursor < hi:
-            out.append(OsSpan(cursor, hi, SpanState.FREE))
-        return out
+            # PROCMAP_QUERY_VMA_READABLE, _WRITABLE, _EXECUTABLE are 1, 2, 4, as PROT_*.
+            yield start, end, prot_letters(flags)
+            addr = end
+
+    def spans_in(self, lo: int, hi: int) -> list[OsSpan]:
+        """``[lo, hi)`` as spans, as the text of /proc/self/maps gives them."""
+        return spans_of(self.mappings(lo), lo, hi)

@@ -253,11 +253,7 @@ class FailingReserve(ForwardingBackend):
 
     def release(self, addr: int, size: int) -> None:
         self.inner.release(addr, size)
-        self.after_release[addr] = self.views([(addr, addr + size)])[0]
-
-    def views(self, ranges: list[tuple[int, int]]) -> list[list[OsSpan]]:
-        """The OS's view of each range."""
-        return [self.inner.query(lo, hi) for lo, hi in ranges]
+        self.after_release[addr] = self.inner.query(addr, addr + size)
 
 
 def failing_reserve(backend_name: str, inner: Backend) -> FailingReserve:
@@ -395,10 +391,9 @@ class PoolMachine(RuleBasedStateMachine):
             worker.join(WATCHDOG_SECONDS)
         return thread, outcome
 
-    def confirm_view(self, what: str, model: ArenaModel, view: list[OsSpan] | None = None) -> None:
+    def confirm_view(self, what: str, model: ArenaModel) -> None:
         """The OS shows exactly the model's committed region (so metadata may be read)."""
-        if view is None:
-            view = self.backend.query(model.reservation, model.reservation_end)
+        view = self.backend.query(model.reservation, model.reservation_end)
         want = expected_view(model)
         self.expect(
             view == want,
@@ -881,10 +876,6 @@ class PoolMachine(RuleBasedStateMachine):
         """R, C, S, P, F; the OS view; footer, metadata and written bytes in memory."""
         if self._model is None:
             return
-        alive_ids = [i for i in self.handles if self.model.memory_alive(i)]
-        models = [self.model.arenas[i] for i in alive_ids]
-        ranges = [(m.reservation, m.reservation_end) for m in models]
-        views = dict(zip(alive_ids, self.injector.views(ranges), strict=True))
         for arena_id, impl in self.handles.items():
             m = self.model.arenas[arena_id]
             alive = self.model.memory_alive(arena_id)
@@ -903,7 +894,7 @@ class PoolMachine(RuleBasedStateMachine):
                     g_val == w_val, f"arena{arena_id}: {name} is {g_val:#x}, model {w_val:#x}"
                 )
             # Memory is read only below here, once the OS shows the model's committed region.
-            self.confirm_view(f"arena{arena_id}", m, views[arena_id])
+            self.confirm_view(f"arena{arena_id}", m)
             footer = self.backend.read(m.footer, 16)
             self.expect(footer == self.footers[arena_id], f"arena{arena_id}: footer overwritten")
             self.check_metadata(f"arena{arena_id}", m, self.model.metadata(arena_id))

@@ -92,15 +92,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("backend_name", names, ids=names, indirect=True)
 
 
-@pytest.fixture
-def backend_name(request: pytest.FixtureRequest) -> str:
-    """The backend under test; missing ones skip with the reason, or fail when required."""
-    name: str = request.param
+def skip_unless_available(name: str) -> None:
+    """A backend this machine lacks: skip the test with the reason, or fail it when the
+    backend is required (``ARENACHECK_REQUIRE_BACKENDS``)."""
     reason = unavailable_reason(name)
     if reason is not None:
         if name in required_backends():
             pytest.fail(f"required backend unavailable: {reason}", pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.fixture
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """The backend under test; missing ones skip with the reason, or fail when required."""
+    name: str = request.param
+    skip_unless_available(name)
     if name == WIN32_EMULATED:
         request.getfixturevalue("emulated_kernel32")
     return name

@@ -37,10 +37,8 @@ from stateful_tests.backends import (
     WIN32_WINE,
     family,
     standin_installed,
-    unavailable_reason,
 )
 from stateful_tests.machines import vm_machine_for
-from stateful_tests.pytest_plugin import required_backends, selected_backends
 from stateful_tests.vm_machine_windows import WindowsVMMachine, judge
 from stateful_tests.vm_shapes import Region
 from stateful_tests.wine_allowances import (
@@ -328,19 +326,6 @@ def test_the_machine_fails_a_fabricated_mismatch(emulated_machine: WindowsVMMach
         emulated_machine.compare(
             release_twice(), "fabricated", (0, ERROR_INVALID_PARAMETER), WinResult(0, 487)
         )
-
-
-@pytest.fixture
-def wine(request: pytest.FixtureRequest) -> str:
-    """win32-wine, skipped or failed as the ``backend_name`` fixture would treat it."""
-    if WIN32_WINE not in selected_backends(request.config):
-        pytest.skip("win32-wine is not among the selected backends")
-    reason = unavailable_reason(WIN32_WINE)
-    if reason is not None:
-        if WIN32_WINE in required_backends():
-            pytest.fail(f"required backend unavailable: {reason}", pytrace=False)
-        pytest.skip(reason)
-    return WIN32_WINE
 
 
 def test_wine_double_release_passes_by_its_row_alone(

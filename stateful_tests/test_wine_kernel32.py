@@ -27,8 +27,7 @@ from model.win_constants import (
     PAGE_READWRITE,
 )
 from stateful_tests import wine_kernel32
-from stateful_tests.backends import WIN32_WINE, open_backend, unavailable_reason
-from stateful_tests.pytest_plugin import required_backends, selected_backends
+from stateful_tests.backends import open_backend
 from stateful_tests.wine_kernel32 import (
     InaccessibleMemory,
     WineBackend,
@@ -39,19 +38,6 @@ from stateful_tests.wine_kernel32 import (
 )
 
 SENTINEL = 0xDEADBEEF
-
-
-@pytest.fixture
-def wine(request: pytest.FixtureRequest) -> str:
-    """win32-wine, skipped or failed as the ``backend_name`` fixture would treat it."""
-    if WIN32_WINE not in selected_backends(request.config):
-        pytest.skip("win32-wine is not among the selected backends")
-    reason = unavailable_reason(WIN32_WINE)
-    if reason is not None:
-        if WIN32_WINE in required_backends():
-            pytest.fail(f"required backend unavailable: {reason}", pytrace=False)
-        pytest.skip(reason)
-    return WIN32_WINE
 
 
 @pytest.fixture
@@ -99,15 +85,20 @@ def test_the_build_lives_outside_the_source_tree_keyed_by_the_source(
     assert wine_kernel32.build_dir() != first
 
 
+def fake_wine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script: str) -> None:
+    """Stand a shell script in for ``wine64`` (and nothing for ``wineserver``)."""
+    fake = tmp_path / "wine64"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(wine_kernel32, "WINE64", fake)
+    monkeypatch.setattr(wine_kernel32, "WINESERVER64", Path("/bin/true"))
+
+
 def test_a_dead_server_reports_its_status_and_last_stderr_lines(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A server that dies before answering: the error names the status and what it said."""
-    fake = tmp_path / "wine64"
-    fake.write_text("#!/bin/sh\necho 'first line' >&2\necho 'the last words' >&2\nexit 3\n")
-    fake.chmod(0o755)
-    monkeypatch.setattr(wine_kernel32, "WINE64", fake)
-    monkeypatch.setattr(wine_kernel32, "WINESERVER64", Path("/bin/true"))
+    fake_wine(monkeypatch, tmp_path, "echo 'first line' >&2\necho 'the last words' >&2\nexit 3")
     with pytest.raises(WineServerDied) as caught:
         WineServer(tmp_path / "server.exe")
     message = str(caught.value)
@@ -119,11 +110,7 @@ def test_a_server_that_dies_starting_every_time_fails_naming_each_fresh_prefix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Each attempt gets a prefix of its own; when all die, the error carries every cause."""
-    fake = tmp_path / "wine64"
-    fake.write_text('#!/bin/sh\necho "prefix $WINEPREFIX" >&2\nexit 53\n')
-    fake.chmod(0o755)
-    monkeypatch.setattr(wine_kernel32, "WINE64", fake)
-    monkeypatch.setattr(wine_kernel32, "WINESERVER64", Path("/bin/true"))
+    fake_wine(monkeypatch, tmp_path, 'echo "prefix $WINEPREFIX" >&2\nexit 53')
     with pytest.raises(WineServerDied) as caught:
         start_server(tmp_path / "server.exe", attempts=2)
     message = str(caught.value)

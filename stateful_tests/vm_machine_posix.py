@@ -27,7 +27,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from impl.backend import OsSpan, SpanState, merge_spans
+from impl.backend import OsSpan, SpanState, merge_spans, prot_letters
 from impl.posix_backend import PosixBackend
 from impl.posix_libc import CallResult
 from model.geometry import geometry_named
@@ -75,10 +75,6 @@ def overcommit_mode() -> int:
 def outcome(result: PosixResult) -> str:
     """``ok`` or the errno's name, for labels."""
     return "ok" if result.ok else errno_module.errorcode.get(result.errno or 0, str(result.errno))
-
-
-def letters(prot: int) -> str:
-    return "".join(c if prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
 
 
 class PosixVMMachine(RuleBasedStateMachine):
@@ -134,7 +130,7 @@ class PosixVMMachine(RuleBasedStateMachine):
             elif seg.value.prot == PROT_NONE:
                 spans.append(OsSpan(seg.start, seg.end, SpanState.RESERVED))
             else:
-                prot = letters(seg.value.prot)
+                prot = prot_letters(seg.value.prot)
                 spans.append(OsSpan(seg.start, seg.end, SpanState.COMMITTED, prot))
         return merge_spans(spans)
 
