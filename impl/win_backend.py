@@ -21,6 +21,7 @@ from impl.win_kernel32 import (
     Kernel32,
     NativeKernel32,
 )
+from impl.wine_alloc2_probe import aligned_reserve_survives
 from model.win_constants import (
     MEM_COMMIT,
     MEM_DECOMMIT,
@@ -62,6 +63,8 @@ class WindowsBackend(Backend):
 
     def __init__(self, kernel32: Kernel32 | None = None, name: str | None = None) -> None:
         self.k32 = kernel32 if kernel32 is not None else load_kernel32()
+        # Wine is a property of the kernel32 answering, whatever the backend is called.
+        self.wine_version: str | None = self.k32.wine_version
         if name is not None:
             self.name = name
         info = SYSTEM_INFO()
@@ -95,7 +98,19 @@ class WindowsBackend(Backend):
         return base == addr
 
     def reserve_aligned(self, size: int, align: int) -> int | None:
-        """VirtualAlloc2 with MEM_ADDRESS_REQUIREMENTS, where KernelBase exports it (A.6)."""
+        """VirtualAlloc2 with MEM_ADDRESS_REQUIREMENTS, where KernelBase exports it (A.6).
+
+        Under Wine only once a child process has survived the same call: Wine 8.0 aborts
+        the process for some shapes (``impl.wine_alloc2_probe``).
+        """
+        if getattr(self.k32, "VirtualAlloc2", None) is None:
+            return None
+        if self.wine_version is not None and not aligned_reserve_survives(size, align):
+            return None
+        return self.call_aligned_reserve(size, align)
+
+    def call_aligned_reserve(self, size: int, align: int) -> int | None:
+        """The VirtualAlloc2 call itself: ``size`` reserved on an ``align`` boundary."""
         alloc2 = getattr(self.k32, "VirtualAlloc2", None)
         if alloc2 is None:
             return None

@@ -86,6 +86,29 @@ class Kernel32(Protocol):
 
     def set_last_error(self, value: int) -> int: ...
 
+    @property
+    def wine_version(self) -> str | None:
+        """Wine's version when this kernel32 is Wine's, else None (Windows, or a model)."""
+        ...
+
+
+def ntdll_wine_version() -> str | None:
+    """The version ntdll's ``wine_get_version`` reports, or None where ntdll lacks it.
+
+    Wine's ntdll exports it and Windows' never has: the test Wine's own documentation gives
+    programs that must tell the two apart.
+    """
+    if sys.platform != "win32":
+        return None
+    ntdll: Any = ctypes.WinDLL("ntdll")
+    get_version = getattr(ntdll, "wine_get_version", None)
+    if get_version is None:
+        return None
+    get_version.argtypes = []
+    get_version.restype = ctypes.c_char_p
+    raw: bytes | None = get_version()
+    return raw.decode("ascii", "replace") if raw else "unknown"
+
 
 class NativeKernel32:
     """A private ``WinDLL("kernel32", use_last_error=True)`` with full prototypes.
@@ -100,6 +123,7 @@ class NativeKernel32:
     GetSystemInfo: Any
     get_last_error: Any
     set_last_error: Any
+    wine_version: str | None
 
     def __init__(self) -> None:
         if sys.platform != "win32":
@@ -136,6 +160,7 @@ class NativeKernel32:
             ]
             alloc2.restype = ctypes.c_void_p
             self.VirtualAlloc2 = alloc2
+        self.wine_version = ntdll_wine_version()
         ctypes_module: Any = ctypes
         self.get_last_error = ctypes_module.get_last_error
         self.set_last_error = ctypes_module.set_last_error

@@ -44,6 +44,7 @@ enum op {
     OP_READ = 5,
     OP_WRITE = 6,
     OP_EXIT = 7,
+    OP_WINE_VERSION = 8,
 };
 
 #pragma pack(push, 1)
@@ -303,6 +304,21 @@ int main(void)
         case OP_EXIT:
             respond(0, req.last_error, NULL, 0);
             return 0;
+
+        case OP_WINE_VERSION: {
+            /* Asked of ntdll, as any Windows program would: Wine's exports it, Windows' not. */
+            typedef const char *(CDECL *wine_get_version_fn)(void);
+            HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+            wine_get_version_fn get_version =
+                ntdll ? (wine_get_version_fn)(void (*)(void))GetProcAddress(ntdll, "wine_get_version")
+                      : NULL;
+            const char *version = get_version ? get_version() : NULL;
+            size_t len = version ? strlen(version) : 0;
+            if (len > MAX_PAYLOAD)
+                len = MAX_PAYLOAD;
+            respond(version != NULL, req.last_error, version, (uint32_t)len);
+            break;
+        }
 
         default:
             die("unknown request", req.op);

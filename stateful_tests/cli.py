@@ -1,4 +1,4 @@
-"""The ``arenacheck`` command: backends, replay, campaign, zoo, bench."""
+"""The ``arenacheck`` command: backends, replay, campaign, zoo, bench, windows-python."""
 
 from __future__ import annotations
 
@@ -108,7 +108,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--quick", action="store_true", help="a reduced run, under two minutes")
     bench.set_defaults(func=cmd_bench)
 
-    args = parser.parse_args(argv)
+    windows = sub.add_parser(
+        "windows-python",
+        help="run Windows CPython under wine64: arenacheck windows-python -m pytest -n auto",
+        add_help=False,
+    )
+    windows.set_defaults(func=None)
+
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["windows-python"]:
+        # Everything after the command is the interpreter's: argparse would take -m for ours.
+        from stateful_tests.windows_python import main as windows_python
+
+        return windows_python(arguments[1:])
+    args = parser.parse_args(arguments)
     try:
         status: int = args.func(args)
     except BrokenPipeError:

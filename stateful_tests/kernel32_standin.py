@@ -136,6 +136,9 @@ def _structure_behind(buffer: object, cls: type[ctypes.Structure], index: int) -
 class EmulatedKernel32:
     """kernel32's VirtualAlloc, VirtualFree, VirtualQuery and GetSystemInfo, emulated."""
 
+    # The model predicts Windows, so the stand-in is Windows' kernel32, never Wine's.
+    wine_version: str | None = None
+
     def __init__(self, host: HostMemory | None = None, commit_limit: int | None = None) -> None:
         self.host = host if host is not None else default_host()
         self.model = WindowsVM(

@@ -1,12 +1,15 @@
-"""The allowance table: every row sourced, matched exactly, and only for its own backend.
+"""The allowance table: every row sourced, matched exactly, and only where Wine answers.
 
 A difference between the Windows model and a backend that no row covers must fail, whatever
-the backend; a row must excuse exactly the answer it names and nothing near it.
+the backend; a row must excuse exactly the answer it names and nothing near it; and rows
+apply where the kernel32 is Wine's, whatever the backend is called, and nowhere else.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -35,10 +38,11 @@ from stateful_tests.backends import (
     WIN32_EMULATED,
     WIN32_NATIVE,
     WIN32_WINE,
-    family,
+    open_backend,
     standin_installed,
 )
 from stateful_tests.machines import vm_machine_for
+from stateful_tests.pytest_plugin import selected_backends, skip_unless_available
 from stateful_tests.vm_machine_windows import WindowsVMMachine, judge
 from stateful_tests.vm_shapes import Region
 from stateful_tests.wine_allowances import (
@@ -57,8 +61,11 @@ from stateful_tests.wine_allowances import (
     RegionCutAtProtection,
     rows_for,
 )
+from stateful_tests.wine_kernel32 import WINE64
 
 BASE = 0x7F0000000000
+# The Wine version a kernel32 reports in these tests (any version applies the rows).
+WINE = "8.0"
 
 
 def release_twice() -> Call:
@@ -108,12 +115,13 @@ def test_every_row_names_its_source_in_the_vm_semantics() -> None:
         assert row.windows_does.strip() and row.backend_does.strip(), row.name
 
 
-def test_rows_belong_to_backends_that_are_not_windows() -> None:
+def test_rows_name_the_wine_they_were_measured_on_and_apply_to_wine_only() -> None:
     for row in ALLOWANCES:
-        assert row.backend in BACKEND_NAMES, row.name
-        assert family(row.backend) == "windows", row.name
-        # The model predicts real Windows and its own stand-in exactly: nothing to excuse.
-        assert row.backend not in (WIN32_NATIVE, WIN32_EMULATED), row.name
+        assert re.fullmatch(r"\d+\.\d+(\.\d+)?", row.measured_on), row.name
+        assert f"Wine {row.measured_on}" in row.source, f"{row.name}: source names no Wine"
+    # The model predicts real Windows and its own stand-in exactly: nothing to excuse.
+    assert rows_for(None) == ()
+    assert rows_for(WINE) == ALLOWANCES
 
 
 def test_row_names_are_unique() -> None:
@@ -122,7 +130,7 @@ def test_row_names_are_unique() -> None:
 
 
 def test_the_a8_row_is_in_the_table() -> None:
-    row = next(r for r in rows_for(WIN32_WINE) if r.function == "VirtualFree")
+    row = next(r for r in rows_for(WINE) if r.function == "VirtualFree")
     assert row.windows == Answer(0, ERROR_INVALID_ADDRESS)
     assert row.instead == Fails(ERROR_INVALID_PARAMETER)
     assert "A.8" in row.source
@@ -132,6 +140,7 @@ def test_the_a8_row_is_in_the_table() -> None:
     "change, message",
     [
         ({"source": "  "}, "source is empty"),
+        ({"measured_on": ""}, "source is empty"),
         ({"windows": Answer(BASE, None)}, "must refuse"),
         ({"windows": Answer(0, None)}, "must refuse"),
         ({"instead": Fails(ERROR_INVALID_ADDRESS)}, "allows nothing"),
@@ -145,7 +154,7 @@ def test_a_row_that_could_excuse_too_much_cannot_be_written(
     change: dict[str, object], message: str
 ) -> None:
     fields: dict[str, object] = {
-        "backend": WIN32_WINE,
+        "measured_on": WINE,
         "name": "example",
         "function": "VirtualFree",
         "situations": frozenset({IN_FREE_MEMORY}),
@@ -167,24 +176,33 @@ def test_a_row_that_could_excuse_too_much_cannot_be_written(
 
 def test_agreement_needs_no_row() -> None:
     got = Answer(0, ERROR_INVALID_ADDRESS)
-    assert judge(WIN32_WINE, release_twice(), "release twice", got, got) is None
+    assert judge(WIN32_WINE, WINE, release_twice(), "release twice", got, got) is None
 
 
 def test_a_divergence_outside_the_table_fails() -> None:
     predicted = Answer(0, ERROR_INVALID_PARAMETER)
     for backend in BACKEND_NAMES:
-        with pytest.raises(Divergence, match="no allowance"):
-            judge(backend, release_twice(), "release twice", Answer(0, 5), predicted)
+        for wine_version in (None, WINE):
+            with pytest.raises(Divergence, match="no allowance"):
+                judge(
+                    backend,
+                    wine_version,
+                    release_twice(),
+                    "release twice",
+                    Answer(0, 5),
+                    predicted,
+                )
 
 
-def test_the_a8_row_excuses_87_for_487_on_wine_only() -> None:
+def test_the_a8_row_excuses_87_for_487_where_the_kernel32_is_wines_only() -> None:
+    """The backend's name decides nothing: Wine's kernel32 under any name gets the row,
+    Windows' kernel32 under any name (``win32-wine`` included) does not."""
     predicted, answered = Answer(0, ERROR_INVALID_ADDRESS), Answer(0, ERROR_INVALID_PARAMETER)
-    row = judge(WIN32_WINE, release_twice(), "release twice", answered, predicted)
-    assert row is not None and row.function == "VirtualFree"
     for backend in BACKEND_NAMES:
-        if backend != WIN32_WINE:
-            with pytest.raises(Divergence):
-                judge(backend, release_twice(), "release twice", answered, predicted)
+        row = judge(backend, WINE, release_twice(), "release twice", answered, predicted)
+        assert row is not None and row.function == "VirtualFree"
+        with pytest.raises(Divergence, match="kernel32 of Windows"):
+            judge(backend, None, release_twice(), "release twice", answered, predicted)
 
 
 @pytest.mark.parametrize(
@@ -223,7 +241,7 @@ def test_the_a8_row_excuses_87_for_487_on_wine_only() -> None:
 )
 def test_near_misses_of_a_row_fail(call: Call, predicted: Answer, answered: Answer) -> None:
     with pytest.raises(Divergence):
-        judge(WIN32_WINE, call, "near miss", answered, predicted)
+        judge(WIN32_WINE, WINE, call, "near miss", answered, predicted)
 
 
 def test_reset_with_a_bad_protection_is_excused_only_as_a_valid_reset() -> None:
@@ -237,15 +255,15 @@ def test_reset_with_a_bad_protection_is_excused_only_as_a_valid_reset() -> None:
     counterfactual = counterfactual_on(model, addr, size, MEM_RESET, 0)
     # Wine resets the pages: the page-rounded address, the last error left alone.
     answered = Answer(base + 0x1000, 0xDEADBEEF)
-    row = judge(WIN32_WINE, call, "reset", answered, predicted, counterfactual)
+    row = judge(WIN32_WINE, WINE, call, "reset", answered, predicted, counterfactual)
     assert row is not None and row.instead == AsWindowsWith("protect", PAGE_NOACCESS)
     for wrong in (Answer(base, 0xDEADBEEF), Answer(0, ERROR_INVALID_ADDRESS)):
         with pytest.raises(Divergence):
-            judge(WIN32_WINE, call, "reset", wrong, predicted, counterfactual)
+            judge(WIN32_WINE, WINE, call, "reset", wrong, predicted, counterfactual)
     with pytest.raises(Divergence):
-        judge(WIN32_WINE, call, "reset", answered, predicted, None)
+        judge(WIN32_WINE, WINE, call, "reset", answered, predicted, None)
     with pytest.raises(Divergence):
-        judge(WIN32_EMULATED, call, "reset", answered, predicted, counterfactual)
+        judge(WIN32_EMULATED, None, call, "reset", answered, predicted, counterfactual)
 
 
 def test_commit_with_a_bad_protection_past_the_end_is_excused_as_487_only() -> None:
@@ -255,13 +273,14 @@ def test_commit_with_a_bad_protection_past_the_end_is_excused_as_487_only() -> N
     call = Call("VirtualAlloc", NOT_INSIDE_ONE_ALLOCATION, args)
     predicted = Answer(0, ERROR_INVALID_PARAMETER)
     counterfactual = counterfactual_on(model, addr, size, MEM_COMMIT, 0)
-    assert judge(WIN32_WINE, call, "commit", Answer(0, 487), predicted, counterfactual)
+    assert judge(WIN32_WINE, WINE, call, "commit", Answer(0, 487), predicted, counterfactual)
     with pytest.raises(Divergence):
-        judge(WIN32_WINE, call, "commit", Answer(0, 8), predicted, counterfactual)
+        judge(WIN32_WINE, WINE, call, "commit", Answer(0, 8), predicted, counterfactual)
     valid = (("size", size), ("alloc_type", MEM_COMMIT), ("protect", PAGE_READWRITE))
     with pytest.raises(Divergence):
         judge(
             WIN32_WINE,
+            WINE,
             Call("VirtualAlloc", NOT_INSIDE_ONE_ALLOCATION, valid),
             "commit",
             Answer(0, 487),
@@ -274,17 +293,17 @@ def test_a_reserved_region_cut_where_the_given_protection_changes() -> None:
     facts = ((SAME_PROTECTION_RUN, 0x3000),)
     call = Call("VirtualQuery", RESERVED_PROTECTIONS_DIFFER, (), facts)
     predicted = query_answer(reserved(0x10000))
-    row = judge(WIN32_WINE, call, "query", query_answer(reserved(0x3000)), predicted)
+    row = judge(WIN32_WINE, WINE, call, "query", query_answer(reserved(0x3000)), predicted)
     assert row is not None and row.instead == RegionCutAtProtection()
     for size in (0x2000, 0x4000, 0x10000 - 0x1000):
         with pytest.raises(Divergence):
-            judge(WIN32_WINE, call, "query", query_answer(reserved(size)), predicted)
+            judge(WIN32_WINE, WINE, call, "query", query_answer(reserved(size)), predicted)
     with pytest.raises(Divergence):
-        judge(WIN32_EMULATED, call, "query", query_answer(reserved(0x3000)), predicted)
+        judge(WIN32_EMULATED, None, call, "query", query_answer(reserved(0x3000)), predicted)
     # The same cut where the model sees no change of protection is no allowance.
     plain = Call("VirtualQuery", IN_ALLOCATION, ())
     with pytest.raises(Divergence):
-        judge(WIN32_WINE, plain, "query", query_answer(reserved(0x3000)), predicted)
+        judge(WIN32_WINE, WINE, plain, "query", query_answer(reserved(0x3000)), predicted)
 
 
 def test_a_committed_region_is_never_cut() -> None:
@@ -299,6 +318,7 @@ def test_a_committed_region_is_never_cut() -> None:
     with pytest.raises(Divergence):
         judge(
             WIN32_WINE,
+            WINE,
             call,
             "query",
             query_answer(committed(0x1000)),
@@ -328,27 +348,106 @@ def test_the_machine_fails_a_fabricated_mismatch(emulated_machine: WindowsVMMach
         )
 
 
-def test_wine_double_release_passes_by_its_row_alone(
-    wine: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Under Wine, through the machine's own rules: a second release answers 87, not 487.
+def answering_like_wine(machine: WindowsVMMachine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's kernel32 answers a release of free memory with 87, as Wine's does."""
+    real = machine.k32.VirtualFree
 
-    The step passes with the table, labelled with the row's name, and fails without it.
-    """
-    machine = vm_machine_for(wine, "small")()
+    def virtual_free(address: int | None, size: int, free_type: int) -> object:
+        ok = real(address, size, free_type)
+        if not ok and machine.k32.get_last_error() == ERROR_INVALID_ADDRESS:
+            machine.k32.set_last_error(ERROR_INVALID_PARAMETER)
+        return ok
+
+    monkeypatch.setattr(machine.k32, "VirtualFree", virtual_free)
+
+
+def released_granule(machine: WindowsVMMachine) -> Region:
+    region = machine.reserve(size="granule", kind=MEM_RESERVE, protect=PAGE_NOACCESS)
+    assert isinstance(region, Region)
+    machine.release(region=region, offset=0)
+    assert machine.range_is_available(region.base, region.base + region.size)
+    return region
+
+
+@pytest.mark.parametrize("wine_version", [WINE, None])
+def test_win32_native_gets_the_rows_exactly_when_its_kernel32_is_wines(
+    emulated_machine: WindowsVMMachine, monkeypatch: pytest.MonkeyPatch, wine_version: str | None
+) -> None:
+    """A backend named ``win32-native`` whose kernel32 answers a second release as Wine
+    does: excused by the row when that kernel32 says it is Wine's, a divergence when it
+    says it is Windows'."""
+    machine = emulated_machine
+    region = released_granule(machine)
+    monkeypatch.setattr(machine.backend, "name", WIN32_NATIVE)
+    monkeypatch.setattr(machine.backend, "wine_version", wine_version)
+    answering_like_wine(machine, monkeypatch)
+    row = next(r for r in ALLOWANCES if r.function == "VirtualFree")
+    name = wine_allowances.allowance_label(WINE, row)
+    before = labels.COUNTS[name]
+    if wine_version is None:
+        with pytest.raises(Divergence, match=f"{WIN32_NATIVE} answered .*kernel32 of Windows"):
+            machine.free_released(region=region, kind=MEM_RELEASE)
+        assert labels.COUNTS[name] == before
+    else:
+        machine.free_released(region=region, kind=MEM_RELEASE)
+        assert labels.COUNTS[name] == before + 1
+
+
+@pytest.fixture(params=[WIN32_WINE, WIN32_NATIVE])
+def real_kernel32(request: pytest.FixtureRequest) -> str:
+    """A backend whose kernel32 is a real one: Wine's on Linux, the system's on Windows."""
+    name: str = request.param
+    if name not in selected_backends(request.config):
+        pytest.skip(f"{name} is not among the selected backends")
+    skip_unless_available(name)
+    return name
+
+
+def test_the_kernel32_says_whether_it_is_wines(real_kernel32: str) -> None:
+    """``wine_version`` against a witness of its own: the version ``wine64`` prints on
+    Linux, the registry key every Wine prefix has on Windows."""
+    backend = open_backend(real_kernel32)
+    assert isinstance(backend, WindowsBackend)
+    if sys.platform == "win32":
+        import winreg
+
+        try:
+            winreg.CloseKey(winreg.OpenKey(winreg.HKEY_CURRENT_USER, r"Software\Wine"))
+            in_a_wine_prefix = True
+        except OSError:
+            in_a_wine_prefix = False
+        assert (backend.wine_version is not None) == in_a_wine_prefix
+    else:
+        printed = subprocess.run(
+            [str(WINE64), "--version"], capture_output=True, text=True, check=True
+        ).stdout
+        assert backend.wine_version is not None
+        assert printed.startswith(f"wine-{backend.wine_version}"), printed
+
+
+def test_a_second_release_uses_the_rows_exactly_where_the_kernel32_is_wines(
+    real_kernel32: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the machine's own rules, on a real kernel32: under Wine a second release
+    answers 87, not 487, and passes by its row alone, labelled with the Wine that answered;
+    on Windows it answers 487 and no row is consulted."""
+    machine = vm_machine_for(real_kernel32, "small")()
     assert isinstance(machine, WindowsVMMachine) and isinstance(machine.backend, WindowsBackend)
     try:
-        region = machine.reserve(size="granule", kind=MEM_RESERVE, protect=PAGE_NOACCESS)
-        assert isinstance(region, Region)
-        machine.release(region=region, offset=0)
-        assert machine.range_is_available(region.base, region.base + region.size)
+        region = released_granule(machine)
+        wine_version = machine.backend.wine_version
         got = machine.backend.call(machine.k32.VirtualFree, region.base, 0, MEM_RELEASE)
-        assert got == (0, ERROR_INVALID_PARAMETER), "Wine answers a second release with 87"
-        row = next(r for r in rows_for(wine) if r.function == "VirtualFree")
-        before = labels.COUNTS[f"{wine} allowance: {row.name}"]
+        row = next(r for r in ALLOWANCES if r.function == "VirtualFree")
+        name = wine_allowances.allowance_label(wine_version, row)
+        before = labels.COUNTS[name]
         machine.free_released(region=region, kind=MEM_RELEASE)
         machine.free_released(region=region, kind=MEM_DECOMMIT)
-        assert labels.COUNTS[f"{wine} allowance: {row.name}"] == before + 2
+        if wine_version is None:
+            assert got == (0, ERROR_INVALID_ADDRESS), "Windows answers a second release with 487"
+            assert labels.COUNTS[name] == before
+            return
+        assert got == (0, ERROR_INVALID_PARAMETER), "Wine answers a second release with 87"
+        assert labels.COUNTS[name] == before + 2
         monkeypatch.setattr(wine_allowances, "ALLOWANCES", ())
         with pytest.raises(Divergence, match="no allowance"):
             machine.free_released(region=region, kind=MEM_RELEASE)

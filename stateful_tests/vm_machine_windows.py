@@ -89,6 +89,8 @@ from stateful_tests.wine_allowances import (
     Call,
     Counterfactual,
     allowance_for,
+    allowance_label,
+    kernel_name,
 )
 from stateful_tests.wine_kernel32 import WineBackend
 
@@ -117,6 +119,7 @@ RELEASE_OFFSETS = (0, 1, 0xFFF, 0x1000, 0x1001)
 
 def judge(
     backend: str,
+    wine_version: str | None,
     call: Call,
     what: str,
     answered: Answer,
@@ -125,17 +128,19 @@ def judge(
 ) -> Allowance | None:
     """None when the backend answered as the model predicts; else the allowance excusing it.
 
-    Raises Divergence when they differ and no row of ``backend`` in the allowance table
-    covers the call, the prediction and the answer exactly. The last error is compared only
-    when the model predicts a failure: a successful call leaves it alone.
+    Raises Divergence when they differ and no row of the allowance table covers the call,
+    the prediction and the answer exactly; rows apply only where the kernel32 is Wine's
+    (``wine_version`` not None). The last error is compared only when the model predicts a
+    failure: a successful call leaves it alone.
     """
     if answered.matches(predicted):
         return None
-    allowance = allowance_for(backend, call, predicted, answered, counterfactual)
+    allowance = allowance_for(wine_version, call, predicted, answered, counterfactual)
     if allowance is None:
+        kernel = kernel_name(wine_version)
         raise Divergence(
             f"{what}: {backend} answered {answered}; the model predicts {predicted} "
-            f"({call.situation}; no allowance of {backend} covers it)"
+            f"(kernel32 of {kernel}; {call.situation}; no allowance covers it)"
         )
     return allowance
 
@@ -296,10 +301,18 @@ class WindowsVMMachine(RuleBasedStateMachine):
         """The backend's answer against the model's, through the allowance table."""
         self.counterfactual_model = None
         answered, predicted = Answer(got[0], got[1]), Answer(want.value, want.error)
-        allowance = judge(self.backend.name, call, what, answered, predicted, counterfactual)
+        allowance = judge(
+            self.backend.name,
+            self.backend.wine_version,
+            call,
+            what,
+            answered,
+            predicted,
+            counterfactual,
+        )
         if allowance is None:
             return
-        label(f"{self.backend.name} allowance: {allowance.name}")
+        label(allowance_label(self.backend.wine_version, allowance))
         rule = allowance.instead
         if isinstance(rule, AsWindowsWith):
             # The backend did what Windows does for the changed call: so does the model now
@@ -590,9 +603,16 @@ class WindowsVMMachine(RuleBasedStateMachine):
             got = dataclasses.replace(got, region_size=want.region_size)
         size = SIZEOF_MEMORY_BASIC_INFORMATION
         answered, predicted = Answer(size, None, got), Answer(size, None, want)
-        allowance = judge(self.backend.name, self.query_call(want), what, answered, predicted)
+        allowance = judge(
+            self.backend.name,
+            self.backend.wine_version,
+            self.query_call(want),
+            what,
+            answered,
+            predicted,
+        )
         if allowance is not None:
-            label(f"{self.backend.name} allowance: {allowance.name}")
+            label(allowance_label(self.backend.wine_version, allowance))
 
     @rule(length=st.sampled_from((0, 47)))
     @traced

@@ -1,11 +1,14 @@
-"""Where a backend may answer a call differently from the Windows model, and on what authority.
+"""Where Wine's kernel32 may answer differently from the Windows model, and on what authority.
 
 The Windows model predicts real Windows and stays that way: it is never loosened to fit an
-emulation. A backend that is not Windows (Wine) differs from it in known ways; each is one
-row below, keyed by backend, naming the call and situation, what Windows does (the model's
-prediction), what the backend does instead, and the source of both. The VM machine consults
-this table only after a comparison has failed, and accepts the difference only when a row of
-its own backend covers the call, the prediction and the answer exactly; anything else fails.
+emulation. Wine differs from it in known ways; each is one row below, naming the call and
+situation, what Windows does (the model's prediction), what Wine does instead, the Wine
+version it was measured on, and the source of both. Wine is a property of the kernel32
+answering, not of a backend's name: the rows apply wherever that kernel32 says it is Wine's
+(ntdll exports ``wine_get_version``), which is ``win32-wine`` and ``win32-native`` run by
+Windows Python under Wine alike, and nowhere else. The VM machine consults this table only
+after a comparison has failed, and accepts the difference only when a row covers the call,
+the prediction and the answer exactly; anything else fails.
 
 "Exactly" means the row says precisely what the backend answers in place of the model:
 
@@ -39,7 +42,6 @@ from model.win_constants import (
     PAGE_WRITECOPY,
 )
 from model.win_vm import MemoryBasicInformation
-from stateful_tests.wine_kernel32 import WIN32_WINE
 
 # Situations: what the model says about the call's range, just before the call. The VM
 # machine calls on memory outside its own allocations only once the OS, too, says it is free.
@@ -128,9 +130,11 @@ Counterfactual = Callable[[str, int], Answer]
 
 @dataclass(frozen=True)
 class Allowance:
-    """One way in which ``backend`` answers differently from Windows, and its source."""
+    """One way in which Wine answers differently from Windows, and its source."""
 
-    backend: str
+    # The Wine version the row was measured on; it applies to whichever Wine is answering,
+    # and the step's label names that one, so a newer Wine that needs no row shows as such.
+    measured_on: str
     name: str
     function: str
     situations: frozenset[str]
@@ -158,20 +162,21 @@ class Allowance:
             raise ValueError(f"{self.name}: Windows must refuse the call with an error")
         if isinstance(self.instead, Fails) and self.windows == Answer(0, self.instead.error):
             raise ValueError(f"{self.name}: allows nothing")
-        for text in (self.windows_does, self.backend_does, self.source):
+        for text in (self.measured_on, self.windows_does, self.backend_does, self.source):
             if not text.strip():
                 raise ValueError(f"{self.name}: a description or the source is empty")
 
     def covers(
         self,
-        backend: str,
+        wine_version: str | None,
         call: Call,
         predicted: Answer,
         answered: Answer,
         counterfactual: Counterfactual | None = None,
     ) -> bool:
-        """Whether this row excuses ``answered`` where the model predicted ``predicted``."""
-        if (backend, call.function) != (self.backend, self.function):
+        """Whether this row excuses ``answered`` from a kernel32 of ``wine_version``
+        (None: not Wine's) where the model predicted ``predicted``."""
+        if wine_version is None or call.function != self.function:
             return False
         if call.situation not in self.situations:
             return False
@@ -206,6 +211,7 @@ def expected_instead(
 INVALID_PROTECTIONS = frozenset(
     {0, PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY, PAGE_READONLY | PAGE_EXECUTE}
 )
+WINE_MEASURED = "8.0"
 _NOT_IN_A8 = (
     "Wine 8.0 (Debian's wine64): observed by this harness and not yet recorded in "
     "VM_SEMANTICS.md A.8"
@@ -213,7 +219,7 @@ _NOT_IN_A8 = (
 
 ALLOWANCES: tuple[Allowance, ...] = (
     Allowance(
-        backend=WIN32_WINE,
+        measured_on=WINE_MEASURED,
         name="VirtualFree of free memory: 87, not 487",
         function="VirtualFree",
         situations=frozenset({IN_FREE_MEMORY}),
@@ -231,11 +237,11 @@ ALLOWANCES: tuple[Allowance, ...] = (
         source=(
             "VM_SEMANTICS.md A.8: release or decommit of memory that was already released: "
             "87 under Wine, 487 on Windows [T]; A.2: MEM_RELEASE twice or on free memory, "
-            "and MEM_DECOMMIT on free memory: 487 [T]"
+            "and MEM_DECOMMIT on free memory: 487 [T]. Measured by this harness under Wine 8.0"
         ),
     ),
     Allowance(
-        backend=WIN32_WINE,
+        measured_on=WINE_MEASURED,
         name="VirtualAlloc at an address checks flProtect after the range",
         function="VirtualAlloc",
         situations=frozenset({INSIDE_ONE_ALLOCATION, NOT_INSIDE_ONE_ALLOCATION}),
@@ -264,7 +270,7 @@ ALLOWANCES: tuple[Allowance, ...] = (
         ),
     ),
     Allowance(
-        backend=WIN32_WINE,
+        measured_on=WINE_MEASURED,
         name="VirtualQuery splits reserved pages by their earlier protection",
         function="VirtualQuery",
         situations=frozenset({RESERVED_PROTECTIONS_DIFFER}),
@@ -289,19 +295,31 @@ ALLOWANCES: tuple[Allowance, ...] = (
 )
 
 
-def rows_for(backend: str) -> tuple[Allowance, ...]:
-    return tuple(row for row in ALLOWANCES if row.backend == backend)
+def rows_for(wine_version: str | None) -> tuple[Allowance, ...]:
+    """The rows that apply to a kernel32 of ``wine_version``: all of them under Wine, none
+    on Windows."""
+    return ALLOWANCES if wine_version is not None else ()
 
 
 def allowance_for(
-    backend: str,
+    wine_version: str | None,
     call: Call,
     predicted: Answer,
     answered: Answer,
     counterfactual: Counterfactual | None = None,
 ) -> Allowance | None:
-    """The row of ``backend`` excusing ``answered`` where the model predicted ``predicted``."""
+    """The row excusing ``answered`` where the model predicted ``predicted``, if any."""
     for row in ALLOWANCES:
-        if row.covers(backend, call, predicted, answered, counterfactual):
+        if row.covers(wine_version, call, predicted, answered, counterfactual):
             return row
     return None
+
+
+def kernel_name(wine_version: str | None) -> str:
+    """How a step's label and a divergence name the kernel32 that answered."""
+    return "Windows" if wine_version is None else f"Wine {wine_version}"
+
+
+def allowance_label(wine_version: str | None, row: Allowance) -> str:
+    """The label a step excused by ``row`` carries: the Wine that answered, and the row."""
+    return f"{kernel_name(wine_version)} allowance: {row.name}"

@@ -65,6 +65,7 @@ OP_GET_SYSTEM_INFO = 4
 OP_READ = 5
 OP_WRITE = 6
 OP_EXIT = 7
+OP_WINE_VERSION = 8
 OP_NAMES = {
     OP_HELLO: "hello",
     OP_VIRTUAL_ALLOC: "VirtualAlloc",
@@ -74,6 +75,7 @@ OP_NAMES = {
     OP_READ: "read",
     OP_WRITE: "write",
     OP_EXIT: "exit",
+    OP_WINE_VERSION: "wine_get_version",
 }
 REQUEST = struct.Struct("<II4QII")
 RESPONSE = struct.Struct("<QII")
@@ -404,6 +406,15 @@ class WineKernel32:
 
     def __init__(self, server: WineServer | None = None) -> None:
         self.server = server if server is not None else shared_server()
+        self._wine_version: tuple[str | None] | None = None
+
+    @property
+    def wine_version(self) -> str | None:
+        """What the server's ntdll says of itself (``wine_get_version``), asked once."""
+        if self._wine_version is None:
+            found, _, text = self.server.request(OP_WINE_VERSION)
+            self._wine_version = (text.decode("ascii", "replace") if found else None,)
+        return self._wine_version[0]
 
     # ------------------------------------------------------------ last error
 
