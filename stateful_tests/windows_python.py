@@ -242,8 +242,29 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def wine_env(prefix: Path) -> dict[str, str]:
-    env = dict(os.environ)
+def write_distribution(site: Path) -> None:
+    """arenacheck's metadata in ``site``, as an install would leave it, so that Windows
+    Python finds the pytest plugin through its entry point wherever pytest runs (a
+    regression file outside this checkout included)."""
+    try:
+        dist = importlib.metadata.distribution("arenacheck")
+    except importlib.metadata.PackageNotFoundError as e:
+        raise WindowsPythonUnavailable(
+            "arenacheck is not installed in this environment (python -m pip install -e .)"
+        ) from e
+    plugins = [ep for ep in dist.entry_points if ep.group == "pytest11"]
+    if not plugins:
+        raise WindowsPythonUnavailable("arenacheck's installed metadata declares no pytest11")
+    info = site / f"arenacheck-{dist.version}.dist-info"
+    info.mkdir(parents=True)
+    metadata = f"Metadata-Version: 2.1\nName: arenacheck\nVersion: {dist.version}\n"
+    (info / "METADATA").write_text(metadata, "utf-8")
+    lines = ["[pytest11]", *(f"{ep.name} = {ep.value}" for ep in plugins)]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n", "utf-8")
+
+
+def wine_env(prefix: Path, site: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
     env["WINEPREFIX"] = str(prefix)
     env.setdefault("WINEDEBUG", "-all")
     # No Mono or Gecko installer when the prefix is made, and no window from anything.
@@ -253,7 +274,7 @@ def wine_env(prefix: Path) -> dict[str, str]:
     # Only the standard streams are UTF-8: files keep Windows' locale encoding, so code
     # that forgets an encoding fails here as it would on a Windows runner.
     env["PYTHONIOENCODING"] = "utf-8"
-    env["PYTHONPATH"] = windows_path(SOURCE_ROOT)
+    env["PYTHONPATH"] = f"{windows_path(SOURCE_ROOT)};{windows_path(site)}"
     env.pop("VIRTUAL_ENV", None)
     return env
 
@@ -273,12 +294,13 @@ def _end_prefix(prefix: Path, env: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def wine_prefix() -> Iterator[tuple[Path, dict[str, str]]]:
+def wine_prefix(base: dict[str, str] | None = None) -> Iterator[tuple[Path, dict[str, str]]]:
     """A fresh, initialised Wine prefix and the environment naming it; gone afterwards."""
     directory = Path(tempfile.mkdtemp(prefix="arenacheck-winepy-"))
-    prefix = directory / "prefix"
-    env = wine_env(prefix)
+    prefix, site = directory / "prefix", directory / "site"
+    env = wine_env(prefix, site, base)
     try:
+        write_distribution(site)
         # wineboot makes the prefix now, so its chatter stays out of the run's output.
         made = subprocess.run(
             [str(WINE64), "wineboot", "--init"],
@@ -306,8 +328,15 @@ def _copy(source: IO[bytes], sink: IO[bytes]) -> None:
         sink.flush()
 
 
-def run(args: Sequence[str], timeout: float | None = None, out: IO[bytes] | None = None) -> int:
-    """``python.exe ARGS`` under wine64 in the current directory; its exit status.
+def run(
+    args: Sequence[str],
+    timeout: float | None = None,
+    out: IO[bytes] | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """``python.exe ARGS`` under wine64 in ``cwd`` (default: the current directory), with
+    ``env`` (default: this process's) and Wine's variables; its exit status.
 
     A run that outlives ``timeout`` seconds is killed with its prefix's every process and
     answers 124, as ``timeout(1)`` does.
@@ -317,10 +346,11 @@ def run(args: Sequence[str], timeout: float | None = None, out: IO[bytes] | None
         raise WindowsPythonUnavailable(reason)
     sink = out if out is not None else sys.stdout.buffer
     interpreter = provision()
-    with wine_prefix() as (prefix, env):
+    with wine_prefix(env) as (prefix, wine):
         proc = subprocess.Popen(
             [str(WINE64), str(interpreter.exe), *args],
-            env=env,
+            cwd=cwd,
+            env=wine,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -335,7 +365,7 @@ def run(args: Sequence[str], timeout: float | None = None, out: IO[bytes] | None
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            _end_prefix(prefix, env)
+            _end_prefix(prefix, wine)
             proc.wait()
             copier.join(EXIT_GRACE)
             elapsed = time.monotonic() - started
