@@ -48,7 +48,9 @@ def aligned_reserve_survives(size: int, align: int) -> bool:
     else:
         if done.returncode == 0 and done.stdout.split()[:1] == [SURVIVED]:
             return True
-        outcome = f"exit status {done.returncode}, output {done.stdout.strip()!r}"
+        # Wine's abort can leave exit status 0 behind: only the child's own word counts.
+        said = done.stdout.strip() or "nothing"
+        outcome = f"it ended with status {done.returncode} and said {said}"
     # Said once per process: Wine's own abort message, written straight to the Unix
     # stderr the child inherited, reaches the terminal and needs this to explain it.
     warnings.warn(
