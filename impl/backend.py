@@ -107,6 +107,9 @@ class Backend(ABC):
     # Whether ``release`` may give back part of a reservation (munmap can; VirtualFree
     # with MEM_RELEASE cannot).
     partial_release: bool = True
+    # Whether the calls act on this Python process's own address space, where the
+    # interpreter itself allocates at any moment (between a check and a call included).
+    acts_in_this_process: bool = True
 
     @abstractmethod
     def reserve(self, size: int) -> int:

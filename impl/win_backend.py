@@ -65,6 +65,9 @@ class WindowsBackend(Backend):
         self.k32 = kernel32 if kernel32 is not None else load_kernel32()
         # Wine is a property of the kernel32 answering, whatever the backend is called.
         self.wine_version: str | None = self.k32.wine_version
+        # A stand-in decides every call by its model, and Wine's server is a process of
+        # its own: only the real kernel32 acts where this interpreter allocates.
+        self.acts_in_this_process = isinstance(self.k32, NativeKernel32)
         if name is not None:
             self.name = name
         info = SYSTEM_INFO()

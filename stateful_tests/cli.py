@@ -70,6 +70,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(quick=args.quick)
 
 
+def _reader_went_away(error: OSError) -> bool:
+    """Whether ``error`` is stdout's pipe having lost its reader."""
+    if isinstance(error, BrokenPipeError):
+        return True
+    import errno
+
+    if sys.platform != "win32" or error.errno != errno.EINVAL:
+        return False
+    # Windows' C runtime reports a write to a pipe whose reader closed it (ERROR_NO_DATA) as
+    # EINVAL, which other faults raise too; an empty write past the runtime asks the pipe.
+    import _winapi
+    import msvcrt
+
+    try:
+        _winapi.WriteFile(msvcrt.get_osfhandle(sys.stdout.fileno()), b"")
+    except BrokenPipeError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="arenacheck",
@@ -124,7 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     try:
         status: int = args.func(args)
-    except BrokenPipeError:
+    except OSError as error:
+        if not _reader_went_away(error):
+            raise
         # The reader went away (``arenacheck backends | head``): nothing more to say, and
         # nothing to say it to; point stdout at /dev/null so the exit flush stays quiet.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -74,6 +74,8 @@ def write_regression(
     stem = f"{program['machine']['machine']}-{short_hash(program)}"
     directory.mkdir(parents=True, exist_ok=True)
     py, js = directory / f"{stem}.py", directory / f"{stem}.json"
-    py.write_text(render_test(program, stem))
-    js.write_text(json.dumps(program, indent=1) + "\n")
+    # UTF-8 whatever the locale says: Python reads source as UTF-8 and JSON is UTF-8, while
+    # Windows' locale encoding (cp1252 and the like) cannot hold every message an arena raises.
+    py.write_text(render_test(program, stem), encoding="utf-8")
+    js.write_text(json.dumps(program, indent=1) + "\n", encoding="utf-8")
     return py, js

@@ -32,7 +32,7 @@ def load_program(path: str | Path) -> dict[str, Any]:
     """A program from a regression ``.py`` file (its ``PROGRAM``) or a ``.json`` trace."""
     p = Path(path)
     if p.suffix == ".json":
-        program: dict[str, Any] = json.loads(p.read_text())
+        program: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
     elif p.suffix == ".py":
         program = runpy.run_path(str(p))["PROGRAM"]
     else:

@@ -110,7 +110,7 @@ def held() -> Iterator[list[Arena]]:
             a.free()
 
 
-@pytest.mark.parametrize(("backend_id", "site", "code"), CASES)
+@pytest.mark.parametrize(("backend_id", "site", "code"), CASES, indirect=["backend_id"])
 def test_fault_at_every_call_site(
     backend_id: str, site: str, code: int, mocker: MockerFixture, held: list[Arena]
 ) -> None:
@@ -180,6 +180,7 @@ def failed_release_is_typed_and_arena_whole(
 @pytest.mark.parametrize(
     ("backend_id", "code"),
     [("posix-native", c) for c in POSIX_FAULTS] + [("win32-emulated", c) for c in WINDOWS_FAULTS],
+    indirect=["backend_id"],
 )
 def test_failed_grow_changes_nothing_and_the_arena_stays_usable(
     backend_id: str, code: int, mocker: MockerFixture, held: list[Arena]
@@ -211,7 +212,7 @@ def test_failed_grow_changes_nothing_and_the_arena_stays_usable(
     assert grown == arena.cursor
 
 
-@pytest.mark.parametrize("backend_id", ["posix-native", "win32-emulated"])
+@pytest.mark.parametrize("backend_id", ["posix-native", "win32-emulated"], indirect=True)
 def test_a_dead_arena_makes_no_os_call(backend_id: str, mocker: MockerFixture) -> None:
     backend = backend_for(backend_id, mocker)
     g = Geometry.small(backend.page, backend.granularity)

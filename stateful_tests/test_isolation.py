@@ -17,7 +17,6 @@ import pytest
 from hypothesis import settings
 
 from stateful_tests.arena_machine import machine_for
-from stateful_tests.backends import unavailable_reason
 from stateful_tests.isolation import ChildCrashed
 from stateful_tests.runner import run_machine
 
@@ -41,9 +40,6 @@ def test_a_crash_is_a_minimised_failure_and_the_run_goes_on(backend: str, tmp_pa
     assert len(steps) <= 8, steps
 
 
-@pytest.mark.parametrize("backend", ["posix-native", "win32-emulated"])
-def test_isolated_machine_passes_on_the_correct_arena(backend: str) -> None:
-    reason = unavailable_reason(backend)
-    if reason is not None:
-        pytest.skip(reason)
-    run_machine(machine_for(backend, "small", isolated=True), backend_name=backend)
+@pytest.mark.parametrize("backend_id", ["posix-native", "win32-emulated"], indirect=True)
+def test_isolated_machine_passes_on_the_correct_arena(backend_id: str) -> None:
+    run_machine(machine_for(backend_id, "small", isolated=True), backend_name=backend_id)

@@ -50,9 +50,11 @@ def test_a_broken_plugin_fails_the_arena_machine(tmp_path: Path) -> None:
         "ARENACHECK_IMPL": "stateful_tests.zoo:MinAlignIgnored",
         "ARENACHECK_FAILURES_DIR": str(tmp_path),
     }
+    # win32-emulated exists on every platform, so the broken plugin meets a real arena
+    # machine wherever the suite runs.
     args = [
         sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-        "--backend", "posix-native", "stateful_tests/test_arena_machine.py", "-k", "small",
+        "--backend", "win32-emulated", "stateful_tests/test_arena_machine.py", "-k", "small",
     ]  # fmt: skip
     result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout + result.stderr

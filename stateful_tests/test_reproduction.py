@@ -21,10 +21,15 @@ from hypothesis import settings
 
 from impl.arena import Arena
 from stateful_tests.arena_machine import machine_for
+from stateful_tests.backends import POSIX_NATIVE, WIN32_EMULATED, WIN32_NATIVE
 from stateful_tests.broken_arenas import UnalignedGrowCommit
+from stateful_tests.regression import write_regression
+from stateful_tests.replay import load_program
 from stateful_tests.runner import run_machine
 
 ROOT = Path(__file__).resolve().parent.parent
+# Failures are found on this platform's own OS, as a user finds them.
+NATIVE = WIN32_NATIVE if sys.platform == "win32" else POSIX_NATIVE
 BROKEN = "stateful_tests.broken_arenas:UnalignedGrowCommit"
 SLOW_BROKEN = "stateful_tests.test_reproduction:SlowUnalignedGrowCommit"
 DIVERGENCE = "OS calls"  # what UnalignedGrowCommit's first failure says
@@ -47,15 +52,20 @@ from stateful_tests.arena_machine import machine_for
 from stateful_tests.runner import run_machine
 
 ensure_profiles_loaded()
-machine = machine_for("posix-native", "oxc", impl=sys.argv[1])
+machine = machine_for(sys.argv[3], "oxc", impl=sys.argv[1])
 run_machine(
     machine,
-    backend_name="posix-native",
+    backend_name=sys.argv[3],
     run_settings=settings(settings.default, max_examples=2000),
     write_failures_to=Path(sys.argv[2]),
 )
 print("NO FAILURE")
 """
+
+
+def child(impl: str, failures: Path) -> list[str]:
+    """The command running CHILD: ``impl`` on this platform's backend, failures to a dir."""
+    return [sys.executable, "-c", CHILD, impl, str(failures), NATIVE]
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -78,12 +88,10 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
 def regression(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A regression pair from a seeded fault, written outside the repository."""
     out = tmp_path_factory.mktemp("failures")
-    machine = machine_for("posix-native", "oxc", impl=BROKEN)
+    machine = machine_for(NATIVE, "oxc", impl=BROKEN)
     budget = settings(settings.default, max_examples=2000, database=None)
     with pytest.raises(AssertionError):
-        run_machine(
-            machine, backend_name="posix-native", run_settings=budget, write_failures_to=out
-        )
+        run_machine(machine, backend_name=NATIVE, run_settings=budget, write_failures_to=out)
     (py,) = out.glob("ArenaMachine-*.py")
     (js,) = out.glob("ArenaMachine-*.json")
     return py, js
@@ -96,7 +104,7 @@ def pytest_on(file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 def test_regression_file_fails_on_its_own_in_a_fresh_process(regression: tuple[Path, Path]) -> None:
     py, _ = regression
-    for backend in ("posix-native", "win32-emulated"):
+    for backend in (NATIVE, WIN32_EMULATED):
         result = pytest_on(py, "--backend", backend)
         assert result.returncode == 1, result.stdout + result.stderr
         assert DIVERGENCE in result.stdout
@@ -106,17 +114,25 @@ def test_regression_file_fails_on_its_own_in_a_fresh_process(regression: tuple[P
 def test_regression_file_passes_against_the_correct_arena(regression: tuple[Path, Path]) -> None:
     py, _ = regression
     impl = f"{Arena.__module__}:{Arena.__name__}"
-    result = pytest_on(py, "--backend", "posix-native", "--arena-impl", impl)
+    result = pytest_on(py, "--backend", NATIVE, "--arena-impl", impl)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
 
 
 def test_regression_file_holds_the_program_as_data(regression: tuple[Path, Path]) -> None:
     py, js = regression
-    text = py.read_text()
+    text = py.read_text(encoding="utf-8")
     assert "import hypothesis" not in text and "from hypothesis" not in text
-    assert BROKEN in text and BROKEN in js.read_text()
+    assert BROKEN in text and BROKEN in js.read_text(encoding="utf-8")
     assert py.stem == js.stem
+
+
+def test_regression_files_keep_a_message_beyond_ascii(tmp_path: Path) -> None:
+    """Whatever the locale's encoding: an arena may raise any text, and it comes back."""
+    machine = machine_for(WIN32_EMULATED, "small", impl=BROKEN)
+    error = AssertionError("caf\u00e9 \u2192 \u2717 at 0x10")
+    py, js = write_regression(machine, WIN32_EMULATED, [], error, tmp_path)
+    assert load_program(py)["error"] == load_program(js)["error"] == f"AssertionError: {error}"
 
 
 def test_trace_replays_with_the_divergence_picture(regression: tuple[Path, Path]) -> None:
@@ -138,12 +154,35 @@ def test_trace_replays_with_the_divergence_picture(regression: tuple[Path, Path]
 
 # ------------------------------------------------------------ example database
 
+# A killed child's status: minus the signal on POSIX; on Windows, the status handed to
+# TerminateProcess, one no run ends with by itself (a failing run exits with 1).
+if sys.platform == "win32":
+    KILLED = 0xDEAD
+    PROCESS_TERMINATE = 0x0001
+else:
+    KILLED = -signal.SIGKILL
+
+
+def kill_outright(process: subprocess.Popen[bytes]) -> None:
+    """End ``process`` at once, before it can run another line: SIGKILL, or TerminateProcess."""
+    if sys.platform == "win32":
+        import _winapi
+
+        handle = _winapi.OpenProcess(PROCESS_TERMINATE, False, process.pid)
+        try:
+            _winapi.TerminateProcess(handle, KILLED)
+        finally:
+            _winapi.CloseHandle(handle)
+    else:
+        process.send_signal(signal.SIGKILL)
+    process.wait()
+
 
 def test_killed_while_shrinking_then_replayed_from_the_database(tmp_path: Path) -> None:
     db = tmp_path / "db"
     env = child_env(ARENACHECK_DATABASE_DIR=str(db), ARENACHECK_PROFILE="dev")
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, SLOW_BROKEN, str(tmp_path / "first")],
+    running = subprocess.Popen(
+        child(SLOW_BROKEN, tmp_path / "first"),
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -153,19 +192,18 @@ def test_killed_while_shrinking_then_replayed_from_the_database(tmp_path: Path) 
         deadline = time.monotonic() + 300
         # Hypothesis saves a failing example the moment it finds it, then shrinks.
         while not (db.exists() and any(p.is_file() for p in db.rglob("*"))):
-            assert child.poll() is None, "the run ended before it found the failure"
+            assert running.poll() is None, "the run ended before it found the failure"
             assert time.monotonic() < deadline, "no failure found"
             time.sleep(0.02)
-        assert child.poll() is None, "the run finished before it could be killed"
-        child.send_signal(signal.SIGKILL)
+        assert running.poll() is None, "the run finished before it could be killed"
+        kill_outright(running)
     finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+        running.kill()
+        running.wait()
+    assert running.returncode == KILLED
     assert not (tmp_path / "first").exists(), "the killed run got as far as reporting"
     replay_env = {**env, "ARENACHECK_PROFILE": "replay"}
-    second = [sys.executable, "-c", CHILD, SLOW_BROKEN, str(tmp_path / "second")]
-    again = run(second, replay_env, tmp_path)
+    again = run(child(SLOW_BROKEN, tmp_path / "second"), replay_env, tmp_path)
     assert again.returncode == 1, again.stdout + again.stderr
     assert DIVERGENCE in again.stderr
     assert list((tmp_path / "second").glob("ArenaMachine-*.py"))
@@ -174,7 +212,7 @@ def test_killed_while_shrinking_then_replayed_from_the_database(tmp_path: Path) 
 def test_replay_profile_generates_nothing(tmp_path: Path) -> None:
     """With an empty database the replay profile has nothing to run: Hypothesis says so."""
     env = child_env(ARENACHECK_DATABASE_DIR=str(tmp_path / "empty"), ARENACHECK_PROFILE="replay")
-    result = run([sys.executable, "-c", CHILD, BROKEN, str(tmp_path / "out")], env, tmp_path)
+    result = run(child(BROKEN, tmp_path / "out"), env, tmp_path)
     assert "told to run no test cases" in result.stderr, result.stdout + result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -234,7 +272,7 @@ def test_failure_shared_through_redis(tmp_path: Path, redis_url: str) -> None:
         ARENACHECK_DATABASE_DIR=str(tmp_path / "local-a"),
         ARENACHECK_PROFILE="dev",
     )
-    first = run([sys.executable, "-c", CHILD, BROKEN, str(tmp_path / "a")], first_env, tmp_path)
+    first = run(child(BROKEN, tmp_path / "a"), first_env, tmp_path)
     assert first.returncode == 1, first.stdout + first.stderr
     (found,) = (tmp_path / "a").glob("ArenaMachine-*.py")
     second_env = {
@@ -242,7 +280,7 @@ def test_failure_shared_through_redis(tmp_path: Path, redis_url: str) -> None:
         "ARENACHECK_DATABASE_DIR": str(tmp_path / "local-b"),
         "ARENACHECK_PROFILE": "replay",
     }
-    second = run([sys.executable, "-c", CHILD, BROKEN, str(tmp_path / "b")], second_env, tmp_path)
+    second = run(child(BROKEN, tmp_path / "b"), second_env, tmp_path)
     assert second.returncode == 1, second.stdout + second.stderr
     (replayed,) = (tmp_path / "b").glob("ArenaMachine-*.py")
     assert replayed.name == found.name, "the second process got another program back"

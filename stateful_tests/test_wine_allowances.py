@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ from stateful_tests.backends import (
 from stateful_tests.machines import vm_machine_for
 from stateful_tests.pytest_plugin import selected_backends, skip_unless_available
 from stateful_tests.vm_machine_windows import WindowsVMMachine, judge
-from stateful_tests.vm_shapes import Region
+from stateful_tests.vm_shapes import Length, Offset, Region
 from stateful_tests.wine_allowances import (
     ALLOWANCES,
     IN_ALLOCATION,
@@ -425,31 +426,89 @@ def test_the_kernel32_says_whether_it_is_wines(real_kernel32: str) -> None:
         assert printed.startswith(f"wine-{backend.wine_version}"), printed
 
 
-def test_a_second_release_uses_the_rows_exactly_where_the_kernel32_is_wines(
+def test_a_reset_with_no_protection_uses_the_rows_exactly_where_the_kernel32_is_wines(
     real_kernel32: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Through the machine's own rules, on a real kernel32: under Wine a second release
-    answers 87, not 487, and passes by its row alone, labelled with the Wine that answered;
-    on Windows it answers 487 and no row is consulted."""
+    """Through the machine's own rules, on a real kernel32, inside an allocation of ours:
+    ``MEM_RESET`` with flProtect 0 is refused with 87 on Windows, and under Wine it resets
+    the pages; that passes by its row alone, labelled with the Wine that answered, and
+    fails without the table. On Windows no row is consulted."""
     machine = vm_machine_for(real_kernel32, "small")()
+    assert isinstance(machine, WindowsVMMachine) and isinstance(machine.backend, WindowsBackend)
+    try:
+        region = machine.reserve(
+            size="granule", kind=MEM_RESERVE | MEM_COMMIT, protect=PAGE_READWRITE
+        )
+        assert isinstance(region, Region)
+        wine_version = machine.backend.wine_version
+        row = next(r for r in ALLOWANCES if r.instead == AsWindowsWith("protect", PAGE_NOACCESS))
+        name = wine_allowances.allowance_label(wine_version, row)
+        before = labels.COUNTS[name]
+        reset = {"offset": Offset(False, 0x1000), "length": Length(False, 0x2000)}
+        machine.alloc_at(region=region, kind=MEM_RESET, protect=0, **reset)
+        if wine_version is None:
+            assert labels.COUNTS[name] == before
+            return
+        assert labels.COUNTS[name] == before + 1
+        monkeypatch.setattr(wine_allowances, "ALLOWANCES", ())
+        with pytest.raises(Divergence, match="no allowance"):
+            machine.alloc_at(region=region, kind=MEM_RESET, protect=0, **reset)
+    finally:
+        machine.teardown()
+
+
+def test_a_second_release_under_wine_passes_by_its_row_alone(
+    wine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """win32-wine, through the machine's own rules: a second release answers 87, not 487.
+
+    (Its server is a process of its own, so freed memory there is called on; in this
+    process the interpreter could take it between check and call, and the machine does not.)
+    """
+    machine = vm_machine_for(wine, "small")()
     assert isinstance(machine, WindowsVMMachine) and isinstance(machine.backend, WindowsBackend)
     try:
         region = released_granule(machine)
         wine_version = machine.backend.wine_version
         got = machine.backend.call(machine.k32.VirtualFree, region.base, 0, MEM_RELEASE)
+        assert got == (0, ERROR_INVALID_PARAMETER), "Wine answers a second release with 87"
         row = next(r for r in ALLOWANCES if r.function == "VirtualFree")
         name = wine_allowances.allowance_label(wine_version, row)
         before = labels.COUNTS[name]
         machine.free_released(region=region, kind=MEM_RELEASE)
         machine.free_released(region=region, kind=MEM_DECOMMIT)
-        if wine_version is None:
-            assert got == (0, ERROR_INVALID_ADDRESS), "Windows answers a second release with 487"
-            assert labels.COUNTS[name] == before
-            return
-        assert got == (0, ERROR_INVALID_PARAMETER), "Wine answers a second release with 87"
         assert labels.COUNTS[name] == before + 2
         monkeypatch.setattr(wine_allowances, "ALLOWANCES", ())
         with pytest.raises(Divergence, match="no allowance"):
             machine.free_released(region=region, kind=MEM_RELEASE)
     finally:
         machine.teardown()
+
+
+def test_freed_memory_is_not_called_on_where_the_backend_acts_in_this_process(
+    emulated_machine: WindowsVMMachine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the interpreter could take a range between check and call, no call that changes
+    memory lands entirely outside the machine's own allocations; one reaching into them
+    (refused unless inside one allocation) still is made."""
+    machine = emulated_machine
+    region = released_granule(machine)
+    live = machine.reserve(size="granule", kind=MEM_RESERVE, protect=PAGE_NOACCESS)
+    assert isinstance(live, Region)
+    made: list[str] = []
+    for name in ("VirtualAlloc", "VirtualFree"):
+        real = getattr(machine.k32, name)
+
+        def counted(*args: object, _real: Any = real, _name: str = name) -> object:
+            made.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(machine.k32, name, counted)
+    monkeypatch.setattr(machine.backend, "acts_in_this_process", True)
+    machine.free_released(region=region, kind=MEM_DECOMMIT)
+    past_end = {"offset": Offset(True, 0), "length": Length(False, 0x1000)}
+    machine.decommit(region=live, **past_end)
+    machine.alloc_at(region=live, kind=MEM_COMMIT, protect=PAGE_READWRITE, **past_end)
+    assert made == [], "no call entirely outside ours"
+    machine.decommit(region=live, offset=Offset(True, 0x1000), length=Length(False, 0x2000))
+    assert made == ["VirtualFree"], "a call reaching into ours is made"

@@ -56,6 +56,7 @@ def call(k32: WineKernel32, fn: object, *args: object) -> tuple[object, int]:
 # ------------------------------------------------------------------ without Wine
 
 
+@pytest.mark.linux_only("`sh` on PATH, standing in for an installed mingw-w64 compiler")
 def test_unavailable_reason_names_exactly_what_is_missing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -73,6 +74,7 @@ def test_unavailable_reason_names_exactly_what_is_missing(
     assert "darwin" in str(wine_kernel32.unavailable_reason())
 
 
+@pytest.mark.linux_only("os.getuid(), part of the server build directory's name")
 def test_the_build_lives_outside_the_source_tree_keyed_by_the_source(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -85,6 +87,12 @@ def test_the_build_lives_outside_the_source_tree_keyed_by_the_source(
     assert wine_kernel32.build_dir() != first
 
 
+# What fake_wine's stand-ins run on.
+FAKE_WINE_NEEDS = pytest.mark.linux_only(
+    "a /bin/sh script to stand in for wine64 and /bin/true for wineserver"
+)
+
+
 def fake_wine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script: str) -> None:
     """Stand a shell script in for ``wine64`` (and nothing for ``wineserver``)."""
     fake = tmp_path / "wine64"
@@ -94,6 +102,7 @@ def fake_wine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, script: str) -> N
     monkeypatch.setattr(wine_kernel32, "WINESERVER64", Path("/bin/true"))
 
 
+@FAKE_WINE_NEEDS
 def test_a_dead_server_reports_its_status_and_last_stderr_lines(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -106,6 +115,7 @@ def test_a_dead_server_reports_its_status_and_last_stderr_lines(
     assert "the last words" in message and "first line" in message
 
 
+@FAKE_WINE_NEEDS
 def test_a_server_that_dies_starting_every_time_fails_naming_each_fresh_prefix(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -40,6 +40,7 @@ from typing import IO, Any
 from impl.win_backend import WindowsBackend
 from impl.win_kernel32 import DWORD, MEMORY_BASIC_INFORMATION, SYSTEM_INFO
 from stateful_tests.kernel32_standin import _convert, _structure_behind
+from stateful_tests.wine_held import held_mappings
 
 WIN32_WINE = "win32-wine"
 WINE64 = Path("/usr/lib/wine/wine64")
@@ -235,25 +236,9 @@ class WineServer:
         return children[0]
 
     def host_mappings(self, lo: int, hi: int) -> list[str]:
-        """Linux mappings of the Wine process over ``[lo, hi)`` that Wine cannot map a view on.
-
-        Wine's VirtualQuery reports memory Wine holds for itself (its internal heap, the
-        Linux libraries and stacks of the process) as MEM_FREE, since no view covers it, yet
-        VirtualAlloc cannot reserve there. Inaccessible anonymous mappings are the reserved
-        areas Wine places views in (and views themselves, which VirtualQuery does report),
-        so they are left out; everything else is listed, as /proc shows it.
-        """
-        held = []
-        for line in Path(f"/proc/{self.unix_pid}/maps").read_text().splitlines():
-            fields = line.split()
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if end <= lo or start >= hi:
-                continue
-            anonymous = len(fields) < 6
-            if anonymous and fields[1] == "---p":
-                continue
-            held.append(line)
-        return held
+        """Linux mappings of the Wine process over ``[lo, hi)`` that Wine cannot map a view
+        on, though its VirtualQuery reports them free (``stateful_tests.wine_held``)."""
+        return held_mappings(Path(f"/proc/{self.unix_pid}/maps").read_text(), lo, hi)
 
     @property
     def alive(self) -> bool:
