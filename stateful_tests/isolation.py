@@ -33,6 +33,28 @@ class ChildCrashed(AssertionError):
         self.signal_name = signal_name
 
 
+# What a Windows process that died of an unhandled exception exits with: the exception's
+# NTSTATUS, which stands where POSIX would name a signal.
+NTSTATUS_NAMES = {
+    0xC0000005: "STATUS_ACCESS_VIOLATION",
+    0xC000001D: "STATUS_ILLEGAL_INSTRUCTION",
+    0xC00000FD: "STATUS_STACK_OVERFLOW",
+    0xC0000409: "STATUS_STACK_BUFFER_OVERRUN",
+    0x80000003: "STATUS_BREAKPOINT",
+}
+
+
+def death_of(code: int | None) -> tuple[str, str]:
+    """The name of what killed a child (a signal, or on Windows an NTSTATUS), and a phrase."""
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        return name, f"signal {name}"
+    if sys.platform == "win32" and code is not None and (code & 0xFFFFFFFF) in NTSTATUS_NAMES:
+        name = NTSTATUS_NAMES[code & 0xFFFFFFFF]
+        return name, f"{name} ({code & 0xFFFFFFFF:#x})"
+    return "", f"exit status {code}"
+
+
 def _serve(conn: Any, backend_name: str, commit_limit: int | None) -> None:
     """The child: builds the backend, then executes requests until told to stop."""
     import faulthandler
@@ -122,9 +144,7 @@ class IsolatedBackend:
             status, result, log, live, tripped = self._conn.recv()
         except (EOFError, ConnectionError, OSError):
             self._proc.join(timeout=10)
-            code = self._proc.exitcode
-            name = signal.Signals(-code).name if code is not None and code < 0 else ""
-            how = f"signal {name}" if name else f"exit status {code}"
+            name, how = death_of(self._proc.exitcode)
             raise ChildCrashed(f"the implementation's process died with {how}", name) from None
         self.log.extend(log)
         self.live = live
