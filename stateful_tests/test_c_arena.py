@@ -19,7 +19,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -562,7 +561,9 @@ def test_a_compiler_that_fails_is_an_error_not_a_skip(
     assert list((tmp_path / "build").iterdir()) == [], "no partial library is left behind"
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="on Windows the platform is the reason")
+@pytest.mark.linux_only(
+    "a POSIX compiler driver to take away (on Windows the platform is the reason)"
+)
 def test_missing_compiler_skips_with_its_reason_or_fails_when_required(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

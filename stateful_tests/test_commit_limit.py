@@ -101,9 +101,7 @@ backend = PosixBackend()
 )
 
 
-@pytest.mark.skipif(
-    sys.platform != "linux", reason="RLIMIT_DATA limits private writable memory on Linux 4.7+"
-)
+@pytest.mark.linux_only("RLIMIT_DATA, which limits private writable memory on Linux 4.7+")
 def test_linux_rlimit_data_system_fails_reserve_commit_fits() -> None:
     result = subprocess.run(
         [sys.executable, "-c", LINUX_CHILD % ARENAS],

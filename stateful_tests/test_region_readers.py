@@ -21,7 +21,11 @@ from impl.backend import OsSpan, SpanState
 from impl.posix_backend import PosixBackend
 
 if sys.platform != "linux":
-    pytest.skip("PROCMAP_QUERY and /proc/self/maps are Linux's", allow_module_level=True)
+    # Not the linux_only marker: the module imports fcntl, which Windows lacks.
+    pytest.skip(
+        f"Linux only: needs PROCMAP_QUERY and /proc/self/maps; this is {sys.platform}",
+        allow_module_level=True,
+    )
 
 import fcntl  # POSIX only: imported past the skip
 

@@ -231,7 +231,11 @@ def free_port() -> int:
 def redis_url(tmp_path: Path) -> Iterator[str]:
     server = shutil.which("redis-server")
     if server is None:
-        reason = "needs Debian's redis-server (apt-get install redis-server)"
+        reason = (
+            "needs a redis-server executable on PATH; Redis publishes no Windows build"
+            if sys.platform == "win32"
+            else "needs Debian's redis-server (apt-get install redis-server)"
+        )
         if os.environ.get("ARENACHECK_REQUIRE_REDIS") == "1":
             pytest.fail(f"required: {reason}", pytrace=False)
         pytest.skip(reason)
