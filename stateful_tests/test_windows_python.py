@@ -130,6 +130,35 @@ def test_a_provisioning_that_fails_leaves_nothing(tmp_path: Path, mocker: Mocker
     assert list((tmp_path / "windows-python").iterdir()) == []
 
 
+def test_our_options_come_first_and_the_interpreters_pass_untouched() -> None:
+    parse = windows_python.parse
+    assert parse(["-m", "pytest", "-n", "auto"]) == (None, False, ["-m", "pytest", "-n", "auto"])
+    assert parse(["--timeout", "60", "--provision"]) == (60.0, True, [])
+    assert parse(["--timeout=1.5", "--", "--timeout", "x"]) == (1.5, False, ["--timeout", "x"])
+    assert parse(["-c", "1", "--provision"]) == (None, False, ["-c", "1", "--provision"])
+    for bad in (["--timeout"], ["--timeout", "abc"], ["--timeout=0"], ["--timeout", "-5"]):
+        with pytest.raises(windows_python.UsageError, match="--timeout takes"):
+            parse(bad)
+
+
+def test_a_bad_command_line_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert windows_python.main(["--timeout", "abc", "-c", "1"]) == 2
+    assert "--timeout takes a number of seconds above 0, not 'abc'" in capsys.readouterr().err
+    assert windows_python.main(["--help"]) == 0
+    assert "usage: arenacheck windows-python" in capsys.readouterr().out
+
+
+def test_without_wine64_it_says_what_to_install(
+    mocker: MockerFixture, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    mocker.patch.object(windows_python, "WINE64", tmp_path / "wine64")
+    reason = windows_python.unavailable_reason()
+    assert reason is not None and "apt-get install wine64" in reason
+    assert str(tmp_path / "wine64") in reason
+    assert windows_python.main(["-c", "1"]) == 2
+    assert "apt-get install wine64" in capsys.readouterr().err
+
+
 def test_windows_paths_are_on_wines_z_drive() -> None:
     assert windows_python.windows_path(Path("/work/main")) == "Z:\\work\\main"
 

@@ -392,8 +392,22 @@ example: arenacheck windows-python -m pytest -n auto
 cache: $ARENACHECK_CACHE_DIR, else $XDG_CACHE_HOME/arenacheck, else ~/.cache/arenacheck"""
 
 
-def main(argv: Sequence[str]) -> int:
-    """``arenacheck windows-python``: the options above, then the interpreter's arguments."""
+class UsageError(ValueError):
+    """The command line of ``arenacheck windows-python`` is wrong: what, in a sentence."""
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"--timeout takes a number of seconds above 0, not {text!r}")
+    return value
+
+
+def parse(argv: Sequence[str]) -> tuple[float | None, bool, list[str]]:
+    """Our options (they come first), then the interpreter's arguments, untouched."""
     rest = list(argv)
     timeout: float | None = None
     provision_only = False
@@ -401,19 +415,31 @@ def main(argv: Sequence[str]) -> int:
         if rest[0] == "--":
             rest.pop(0)
             break
-        if rest[0] == "--timeout" and len(rest) > 1:
-            timeout = float(rest[1])
+        if rest[0] == "--timeout":
+            if len(rest) < 2:
+                raise UsageError("--timeout takes a number of seconds")
+            timeout = _seconds(rest[1])
             del rest[:2]
         elif rest[0].startswith("--timeout="):
-            timeout = float(rest.pop(0).split("=", 1)[1])
+            timeout = _seconds(rest.pop(0).split("=", 1)[1])
         elif rest[0] == "--provision":
             provision_only = True
             rest.pop(0)
-        elif rest[0] in ("-h", "--help"):
-            print(USAGE)
-            return 0
         else:
             break
+    return timeout, provision_only, rest
+
+
+def main(argv: Sequence[str]) -> int:
+    """``arenacheck windows-python``: the options above, then the interpreter's arguments."""
+    if list(argv[:1]) in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    try:
+        timeout, provision_only, rest = parse(argv)
+    except UsageError as e:
+        print(f"{USAGE}\n\narenacheck windows-python: {e}", file=sys.stderr)
+        return 2
     try:
         if provision_only:
             interpreter = provision()
