@@ -169,9 +169,9 @@ WINE = ntdll_wine_version()
 @pytest.mark.skipif(sys.platform != "win32", reason="Job objects exist only on Windows")
 @pytest.mark.skipif(
     WINE is not None,
-    reason=f"Wine {WINE} does not enforce JOB_OBJECT_LIMIT_PROCESS_MEMORY: its "
-    "NtSetInformationJobObject passes the server LimitFlags but never ProcessMemoryLimit, so "
-    "a commit past the limit succeeds; Windows refuses a commit past a job's ProcessMemoryLimit",
+    reason=f"Wine {WINE} does not enforce JOB_OBJECT_LIMIT_PROCESS_MEMORY: under it the "
+    "system arena commits 6 GiB in a job limited to 1.25 GiB; Windows refuses a commit past a "
+    "job's ProcessMemoryLimit",
 )
 def test_windows_job_limit_system_fails_reserve_commit_fits() -> None:
     result = subprocess.run(
