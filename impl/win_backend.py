@@ -22,6 +22,7 @@ from impl.win_kernel32 import (
     NativeKernel32,
 )
 from impl.wine_alloc2_probe import aligned_reserve_survives
+from impl.wine_held import held_by_wine_here
 from model.win_constants import (
     MEM_COMMIT,
     MEM_DECOMMIT,
@@ -89,6 +90,16 @@ class WindowsBackend(Backend):
             self.k32.VirtualQuery, addr or None, ctypes.byref(mbi), ctypes.sizeof(mbi)
         )
         return ret, err, mbi
+
+    def hidden_mappings(self, lo: int, hi: int) -> list[str]:
+        """What is mapped in ``[lo, hi)`` though VirtualQuery reports it free.
+
+        Windows' VirtualQuery sees every allocation, and a stand-in's model hides nothing:
+        only Wine keeps memory of its own outside its views (``impl.wine_held``).
+        """
+        if self.wine_version is None or not self.acts_in_this_process:
+            return []
+        return held_by_wine_here(lo, hi)
 
     def reserve(self, size: int) -> int:
         base, err = self.call(self.k32.VirtualAlloc, None, size, MEM_RESERVE, PAGE_NOACCESS)

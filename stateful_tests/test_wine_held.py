@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
+from impl import wine_held
 from impl.win_kernel32 import ntdll_wine_version
-from stateful_tests import wine_held
 
 MAPS = """\
 00010000-00012000 r--s 00000000 fe:00 1548360        /usr/share/wine/nls/l_intl.nls

@@ -92,8 +92,6 @@ from stateful_tests.wine_allowances import (
     allowance_label,
     kernel_name,
 )
-from stateful_tests.wine_held import held_by_wine_here
-from stateful_tests.wine_kernel32 import WineBackend
 
 VALID_PROTECTS = (
     PAGE_NOACCESS,
@@ -238,15 +236,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         """
         if not self.range_is_free_in_os(lo, hi):
             return False
-        if self.backend.wine_version is None:
-            return True
-        if isinstance(self.backend, WineBackend):
-            held = self.backend.host_mappings(lo, hi)
-        elif self.backend.acts_in_this_process:
-            held = held_by_wine_here(lo, hi)  # win32-native: Windows Python under Wine
-        else:
-            held = []  # a stand-in that says it is Wine's: its model holds nothing hidden
-        if held:
+        if self.backend.hidden_mappings(lo, hi):
             label("range held by Wine itself, free to VirtualQuery: call skipped")
             return False
         return True

@@ -39,8 +39,8 @@ from typing import IO, Any
 
 from impl.win_backend import WindowsBackend
 from impl.win_kernel32 import DWORD, MEMORY_BASIC_INFORMATION, SYSTEM_INFO
+from impl.wine_held import held_mappings
 from stateful_tests.kernel32_standin import _convert, _structure_behind
-from stateful_tests.wine_held import held_mappings
 
 WIN32_WINE = "win32-wine"
 WINE64 = Path("/usr/lib/wine/wine64")
@@ -237,7 +237,7 @@ class WineServer:
 
     def host_mappings(self, lo: int, hi: int) -> list[str]:
         """Linux mappings of the Wine process over ``[lo, hi)`` that Wine cannot map a view
-        on, though its VirtualQuery reports them free (``stateful_tests.wine_held``)."""
+        on, though its VirtualQuery reports them free (``impl.wine_held``)."""
         return held_mappings(Path(f"/proc/{self.unix_pid}/maps").read_text(), lo, hi)
 
     @property
@@ -391,15 +391,9 @@ class WineKernel32:
 
     def __init__(self, server: WineServer | None = None) -> None:
         self.server = server if server is not None else shared_server()
-        self._wine_version: tuple[str | None] | None = None
-
-    @property
-    def wine_version(self) -> str | None:
-        """What the server's ntdll says of itself (``wine_get_version``), asked once."""
-        if self._wine_version is None:
-            found, _, text = self.server.request(OP_WINE_VERSION)
-            self._wine_version = (text.decode("ascii", "replace") if found else None,)
-        return self._wine_version[0]
+        # What the server's ntdll says of itself (``wine_get_version``).
+        found, _, text = self.server.request(OP_WINE_VERSION)
+        self.wine_version = text.decode("ascii", "replace") if found else None
 
     # ------------------------------------------------------------ last error
 
@@ -517,6 +511,7 @@ class WineBackend(WindowsBackend):
     def write(self, addr: int, data: bytes) -> None:
         self.wine.write(addr, data)
 
-    def host_mappings(self, lo: int, hi: int) -> list[str]:
-        """What Wine holds in ``[lo, hi)`` while its VirtualQuery says free (see WineServer)."""
+    def hidden_mappings(self, lo: int, hi: int) -> list[str]:
+        """What Wine holds in ``[lo, hi)`` of its server process while its VirtualQuery says
+        free (see WineServer)."""
         return self.wine.server.host_mappings(lo, hi)

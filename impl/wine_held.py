@@ -5,8 +5,9 @@ Linux libraries and stacks of the process) has no view, so it is MEM_FREE to Vir
 yet VirtualAlloc cannot reserve there (487). Only the Linux process's own maps show it. On
 Windows VirtualQuery sees everything, and nothing here applies.
 
-Two ways to the maps: ``win32-wine`` knows the Linux pid of its server process; a Windows
-Python under Wine (``win32-native`` there) must find its own, since Wine's file system
+``WindowsBackend.hidden_mappings`` asks here. Two ways to the maps: ``win32-wine`` knows the
+Linux pid of its server process; a Windows Python under Wine (``win32-native`` there) must
+find its own, since Wine's file system
 resolves ``/proc/self`` in wineserver, not in the caller. It maps one committed view of a
 size and at an address drawn at random, with a protection nothing else uses, and looks for
 the Linux process whose maps hold exactly that line.
@@ -71,10 +72,10 @@ def _holders(line: str) -> list[int]:
     return found
 
 
-@functools.lru_cache(maxsize=1)
+@functools.cache
 def own_linux_pid() -> int:
     """This Windows process's Linux pid under Wine, found by a marker view of its own."""
-    from impl.win_kernel32 import NativeKernel32
+    from impl.win_kernel32 import NativeKernel32  # a Windows-only import, made when needed
 
     k32 = NativeKernel32()
     draw = random.Random(os.urandom(16))
