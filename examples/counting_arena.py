@@ -7,7 +7,7 @@ Every machine then checks ``CountingArena`` instead of ``impl.arena.Arena``.
 
 from __future__ import annotations
 
-from impl.arena import Arena
+from arenacheck.impl.arena import Arena
 
 
 class CountingArena(Arena):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import struct
 
-from impl.backend import Backend
-from impl.errors import (
+from arenacheck.impl.backend import Backend
+from arenacheck.impl.errors import (
     ArenaFull,
     DoubleFree,
     InvalidArgumentType,
@@ -21,7 +21,7 @@ from impl.errors import (
     OutOfBounds,
     UseAfterFree,
 )
-from model.geometry import Geometry
+from arenacheck.model.geometry import Geometry
 
 _U64 = (1 << 64) - 1
 _ISIZE_MAX = (1 << 63) - 1

@@ -35,9 +35,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, NoReturn
 
-from impl.arena import FOOTER_MAGIC
-from impl.backend import Backend
-from impl.errors import (
+from arenacheck.impl.arena import FOOTER_MAGIC
+from arenacheck.impl.backend import Backend
+from arenacheck.impl.errors import (
     ArenaFull,
     DoubleFree,
     InvalidArgumentType,
@@ -46,9 +46,9 @@ from impl.errors import (
     OutOfBounds,
     UseAfterFree,
 )
-from model.geometry import Geometry, GeometryError
+from arenacheck.impl.native import NATIVE_DIR
+from arenacheck.model.geometry import Geometry, GeometryError
 
-NATIVE_DIR = Path(__file__).resolve().parent.parent / "native"
 SOURCE = NATIVE_DIR / "c_arena.c"
 HEADER = NATIVE_DIR / "c_arena.h"
 CFLAGS = ("-std=c11", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror")

@@ -10,7 +10,7 @@ import ctypes
 import ctypes.util
 from collections.abc import Iterator
 
-from impl.backend import OsSpan, prot_letters, spans_of
+from arenacheck.impl.backend import OsSpan, prot_letters, spans_of
 
 VM_REGION_BASIC_INFO_64 = 9
 KERN_SUCCESS = 0

@@ -22,9 +22,9 @@ import struct
 import threading
 from typing import Literal
 
-from impl.arena import Arena
-from impl.backend import Backend
-from impl.errors import (
+from arenacheck.impl.arena import Arena
+from arenacheck.impl.backend import Backend
+from arenacheck.impl.errors import (
     OSCallFailed,
     PoolClosed,
     PoolCreationFailed,
@@ -33,7 +33,7 @@ from impl.errors import (
     ReleaseRefused,
     UseAfterFree,
 )
-from model.geometry import Geometry
+from arenacheck.model.geometry import Geometry
 
 Behaviour = Literal["posix", "windows"]
 BEHAVIOURS: tuple[Behaviour, ...] = ("posix", "windows")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 from typing import Protocol
 
-from impl.backend import Backend, OsSpan
-from impl.errors import OSCallFailed
-from impl.posix_libc import MAP_FAILED, Libc, libc
-from model.posix_constants import (
+from arenacheck.impl.backend import Backend, OsSpan
+from arenacheck.impl.errors import OSCallFailed
+from arenacheck.impl.posix_libc import MAP_FAILED, Libc, libc
+from arenacheck.model.posix_constants import (
     MAP_FIXED,
     MAP_PRIVATE,
     PROT_NONE,
@@ -30,10 +30,10 @@ class RegionReader(Protocol):
 
 def _region_reader() -> RegionReader:
     if sys.platform == "darwin":
-        from impl.macos_regions import MachRegions
+        from arenacheck.impl.macos_regions import MachRegions
 
         return MachRegions()
-    from impl.proc_maps import linux_regions
+    from arenacheck.impl.proc_maps import linux_regions
 
     return linux_regions()
 

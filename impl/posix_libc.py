@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from model.posix_constants import DARWIN, LINUX, LINUX_ARM64, PosixFlavor
+from arenacheck.model.posix_constants import DARWIN, LINUX, LINUX_ARM64, PosixFlavor
 
 MAP_FAILED = ctypes.c_void_p(-1).value or 0
 

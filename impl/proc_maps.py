@@ -12,10 +12,10 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from impl.backend import OsSpan, spans_of
+from arenacheck.impl.backend import OsSpan, spans_of
 
 if TYPE_CHECKING:
-    from impl.procmap_query import ProcmapQuery
+    from arenacheck.impl.procmap_query import ProcmapQuery
 
 _PATH = "/proc/self/maps"
 
@@ -77,7 +77,7 @@ def linux_regions() -> ProcmapQuery | MapsText:
 
     One per process (a reader reopens itself after a fork): every backend opened asks
     the same kernel about the same process."""
-    from impl.procmap_query import ProcmapQuery, ProcmapUnavailable
+    from arenacheck.impl.procmap_query import ProcmapQuery, ProcmapUnavailable
 
     global _READER
     if _READER is None:

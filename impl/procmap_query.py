@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 
-from impl.backend import OsSpan, prot_letters, spans_of
+from arenacheck.impl.backend import OsSpan, prot_letters, spans_of
 
 # _IOWR('f', 17, struct procmap_query) from <linux/fs.h>; the struct is 104 bytes.
 PROCMAP_QUERY = 0xC0686611

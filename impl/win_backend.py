@@ -10,9 +10,9 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from impl.backend import Backend, OsSpan, SpanState, merge_spans
-from impl.errors import OSCallFailed
-from impl.win_kernel32 import (
+from arenacheck.impl.backend import Backend, OsSpan, SpanState, merge_spans
+from arenacheck.impl.errors import OSCallFailed
+from arenacheck.impl.win_kernel32 import (
     MEM_ADDRESS_REQUIREMENTS,
     MEM_EXTENDED_PARAMETER,
     MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS,
@@ -21,9 +21,9 @@ from impl.win_kernel32 import (
     Kernel32,
     NativeKernel32,
 )
-from impl.wine_alloc2_probe import aligned_reserve_survives
-from impl.wine_held import held_by_wine_here
-from model.win_constants import (
+from arenacheck.impl.wine_alloc2_probe import aligned_reserve_survives
+from arenacheck.impl.wine_held import held_by_wine_here
+from arenacheck.model.win_constants import (
     MEM_COMMIT,
     MEM_DECOMMIT,
     MEM_FREE,

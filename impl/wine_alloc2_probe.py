@@ -35,7 +35,7 @@ def aligned_reserve_survives(size: int, align: int) -> bool:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "impl.wine_alloc2_probe", str(size), str(align)],
+            [sys.executable, "-m", "arenacheck.impl.wine_alloc2_probe", str(size), str(align)],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -65,8 +65,8 @@ def aligned_reserve_survives(size: int, align: int) -> bool:
 
 def _probe(size: int, align: int) -> int:
     """The child's one call: the backend's own aligned reservation, released again."""
-    from impl.win_backend import WindowsBackend
-    from impl.win_kernel32 import NativeKernel32
+    from arenacheck.impl.win_backend import WindowsBackend
+    from arenacheck.impl.win_kernel32 import NativeKernel32
 
     backend = WindowsBackend(NativeKernel32())
     base = backend.call_aligned_reserve(size, align)

@@ -21,7 +21,7 @@ import random
 import sys
 from pathlib import Path
 
-from model.win_constants import MEM_COMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_EXECUTE_READ
+from arenacheck.model.win_constants import MEM_COMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_EXECUTE_READ
 
 # Wine's default prefix maps drive Z: to the Linux root.
 _PROC = Path("Z:/proc") if sys.platform == "win32" else Path("/proc")
@@ -75,7 +75,9 @@ def _holders(line: str) -> list[int]:
 @functools.cache
 def own_linux_pid() -> int:
     """This Windows process's Linux pid under Wine, found by a marker view of its own."""
-    from impl.win_kernel32 import NativeKernel32  # a Windows-only import, made when needed
+    from arenacheck.impl.win_kernel32 import (
+        NativeKernel32,  # a Windows-only import, made when needed
+    )
 
     k32 = NativeKernel32()
     draw = random.Random(os.urandom(16))

@@ -15,8 +15,8 @@ import enum
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from model.arith import ISIZE_MAX, MASK64, is_power_of_two, round_down, round_up, wrap
-from model.geometry import Geometry
+from arenacheck.model.arith import ISIZE_MAX, MASK64, is_power_of_two, round_down, round_up, wrap
+from arenacheck.model.geometry import Geometry
 
 MIN_ALIGNS = (1, 2, 4, 8, 16)
 

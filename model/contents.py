@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.arith import round_down
+from arenacheck.model.arith import round_down
 
 
 @dataclass

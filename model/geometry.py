@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from model.arith import is_power_of_two, round_up
+from arenacheck.model.arith import is_power_of_two, round_up
 
 KIB = 1 << 10
 MIB = 1 << 20

@@ -21,8 +21,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final
 
-from model.arena import ArenaModel
-from model.geometry import POOL_METADATA_SIZE, TRANSFER_METADATA_SIZE, Geometry
+from arenacheck.model.arena import ArenaModel
+from arenacheck.model.geometry import POOL_METADATA_SIZE, TRANSFER_METADATA_SIZE, Geometry
 
 POSIX: Final = "posix"
 WINDOWS: Final = "windows"

@@ -13,10 +13,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field, replace
 
-from model.arith import MASK64, round_up
-from model.contents import PageContents
-from model.intervals import IntervalMap
-from model.posix_constants import (
+from arenacheck.model.arith import MASK64, round_up
+from arenacheck.model.contents import PageContents
+from arenacheck.model.intervals import IntervalMap
+from arenacheck.model.posix_constants import (
     EEXIST,
     EINVAL,
     ENOMEM,

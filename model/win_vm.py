@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.arith import MASK64, round_down, round_up
-from model.contents import PageContents
-from model.intervals import IntervalMap
-from model.win_constants import (
+from arenacheck.model.arith import MASK64, round_down, round_up
+from arenacheck.model.contents import PageContents
+from arenacheck.model.intervals import IntervalMap
+from arenacheck.model.win_constants import (
     ALLOCATION_GRANULARITY,
     AT_ROUND_TO_PAGE,
     BASE_PROTECTIONS,

@@ -1,0 +1,325 @@
+"""Where Wine's kernel32 may answer differently from the Windows model, and on what authority.
+
+The Windows model predicts real Windows and stays that way: it is never loosened to fit an
+emulation. Wine differs from it in known ways; each is one row below, naming the call and
+situation, what Windows does (the model's prediction), what Wine does instead, the Wine
+version it was measured on, and the source of both. Wine is a property of the kernel32
+answering, not of a backend's name: the rows apply wherever that kernel32 says it is Wine's
+(ntdll exports ``wine_get_version``), which is ``win32-wine`` and ``win32-native`` run by
+Windows Python under Wine alike, and nowhere else. The VM machine consults this table only
+after a comparison has failed, and accepts the difference only when a row covers the call,
+the prediction and the answer exactly; anything else fails.
+
+"Exactly" means the row says precisely what the backend answers in place of the model:
+
+* ``Fails(error)``: the same failure with another error code;
+* ``AsWindowsWith(argument, value)``: what the model answers for the same call with one
+  argument changed (the machine evaluates that on a copy of the model, and adopts the copy
+  when the row applies, so the model goes on holding what the backend did);
+* ``RegionCutAtProtection()``: a VirtualQuery of reserved pages whose RegionSize ends where
+  the protection the pages were last given changes (the machine tracks that protection).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from arenacheck.model.win_constants import (
+    ERROR_INVALID_ADDRESS,
+    ERROR_INVALID_PARAMETER,
+    MEM_COMMIT,
+    MEM_DECOMMIT,
+    MEM_RELEASE,
+    MEM_RESERVE,
+    MEM_RESET,
+    PAGE_EXECUTE,
+    PAGE_EXECUTE_WRITECOPY,
+    PAGE_NOACCESS,
+    PAGE_READONLY,
+    PAGE_SIZE,
+    PAGE_WRITECOPY,
+)
+from arenacheck.model.win_vm import MemoryBasicInformation
+
+# Situations: what the model says about the call's range, just before the call. The VM
+# machine calls on memory outside its own allocations only once the OS, too, says it is free.
+IN_FREE_MEMORY = "the page at the address is in no allocation"
+IN_ALLOCATION = "the page at the address is in an allocation"
+INSIDE_ONE_ALLOCATION = "the range lies inside one allocation"
+NOT_INSIDE_ONE_ALLOCATION = "the range does not lie inside one allocation"
+NO_ADDRESS = "NULL address"
+RESERVED_PROTECTIONS_DIFFER = (
+    "reserved pages from the address on were last given different protections"
+)
+SITUATIONS = (
+    IN_FREE_MEMORY,
+    IN_ALLOCATION,
+    INSIDE_ONE_ALLOCATION,
+    NOT_INSIDE_ONE_ALLOCATION,
+    NO_ADDRESS,
+    RESERVED_PROTECTIONS_DIFFER,
+)
+# The name of the fact a VirtualQuery call carries for RegionCutAtProtection: bytes from the
+# page-rounded address to the first page last given another protection.
+SAME_PROTECTION_RUN = "same_protection_run"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A call's return value, last error (``None``: success, not looked at), and any fields."""
+
+    value: int
+    error: int | None
+    info: MemoryBasicInformation | None = None
+
+    def matches(self, expected: Answer) -> bool:
+        """This answer is ``expected``; the last error counts only where a failure is expected."""
+        return (
+            self.value == expected.value
+            and (expected.error is None or self.error == expected.error)
+            and self.info == expected.info
+        )
+
+    def __str__(self) -> str:
+        text = f"{self.value:#x}" + ("" if self.error is None else f" with error {self.error}")
+        return text if self.info is None else f"{text}, {self.info}"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call as the VM machine made it: the terms a row is matched on."""
+
+    function: str
+    situation: str
+    arguments: tuple[tuple[str, int], ...]
+    facts: tuple[tuple[str, int], ...] = ()
+
+    def argument(self, name: str) -> int | None:
+        return dict(self.arguments).get(name)
+
+    def fact(self, name: str) -> int | None:
+        return dict(self.facts).get(name)
+
+
+@dataclass(frozen=True)
+class Fails:
+    """The backend fails the call with ``error`` instead."""
+
+    error: int
+
+
+@dataclass(frozen=True)
+class AsWindowsWith:
+    """The backend answers as Windows does for the same call with ``argument`` = ``value``."""
+
+    argument: str
+    value: int
+
+
+@dataclass(frozen=True)
+class RegionCutAtProtection:
+    """VirtualQuery's RegionSize ends at the first page last given another protection."""
+
+
+Rule = Fails | AsWindowsWith | RegionCutAtProtection
+# Evaluates the model on a copy for a call with one argument changed (AsWindowsWith).
+Counterfactual = Callable[[str, int], Answer]
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """One way in which Wine answers differently from Windows, and its source."""
+
+    # The Wine version the row was measured on; it applies to whichever Wine is answering,
+    # and the step's label names that one, so a newer Wine that needs no row shows as such.
+    measured_on: str
+    name: str
+    function: str
+    situations: frozenset[str]
+    # Each named argument must take one of the listed values; arguments not named are free.
+    arguments: tuple[tuple[str, frozenset[int]], ...]
+    # What the model predicts in the rows' situations; None for VirtualQuery's fields, which
+    # the situation pins down.
+    windows: Answer | None
+    instead: Rule
+    windows_does: str
+    backend_does: str
+    source: str
+
+    def __post_init__(self) -> None:
+        unknown = self.situations - set(SITUATIONS)
+        if not self.situations or unknown:
+            raise ValueError(f"{self.name}: situations {sorted(unknown) or 'missing'}")
+        if isinstance(self.instead, RegionCutAtProtection) != (self.function == "VirtualQuery"):
+            raise ValueError(f"{self.name}: RegionCutAtProtection is for VirtualQuery only")
+        if self.windows is None and self.function != "VirtualQuery":
+            raise ValueError(f"{self.name}: says nothing of what Windows does")
+        if self.windows is not None and (self.windows.value != 0 or self.windows.error is None):
+            # Only a refused call leaves the address space alone on the Windows side; a row
+            # that excused a difference in what happened could not keep the model in step.
+            raise ValueError(f"{self.name}: Windows must refuse the call with an error")
+        if isinstance(self.instead, Fails) and self.windows == Answer(0, self.instead.error):
+            raise ValueError(f"{self.name}: allows nothing")
+        for text in (self.measured_on, self.windows_does, self.backend_does, self.source):
+            if not text.strip():
+                raise ValueError(f"{self.name}: a description or the source is empty")
+
+    def covers(
+        self,
+        wine_version: str | None,
+        call: Call,
+        predicted: Answer,
+        answered: Answer,
+        counterfactual: Counterfactual | None = None,
+    ) -> bool:
+        """Whether this row excuses ``answered`` from a kernel32 of ``wine_version``
+        (None: not Wine's) where the model predicted ``predicted``."""
+        if wine_version is None or call.function != self.function:
+            return False
+        if call.situation not in self.situations:
+            return False
+        for name, allowed in self.arguments:
+            value = call.argument(name)
+            if value is None or value not in allowed:
+                return False
+        if self.windows is not None and predicted != self.windows:
+            return False
+        instead = expected_instead(self.instead, call, predicted, counterfactual)
+        return instead is not None and answered.matches(instead)
+
+
+def expected_instead(
+    rule: Rule, call: Call, predicted: Answer, counterfactual: Counterfactual | None
+) -> Answer | None:
+    """What a row's rule says the backend answers; None when the rule cannot say."""
+    if isinstance(rule, Fails):
+        return Answer(0, rule.error)
+    if isinstance(rule, AsWindowsWith):
+        return None if counterfactual is None else counterfactual(rule.argument, rule.value)
+    run = call.fact(SAME_PROTECTION_RUN)
+    info = predicted.info
+    if info is None or info.state != MEM_RESERVE or run is None:
+        return None
+    if not 0 < run < info.region_size or run % PAGE_SIZE:
+        return None
+    return dataclasses.replace(predicted, info=dataclasses.replace(info, region_size=run))
+
+
+# The protections the VM machine passes that Windows refuses (VM_SEMANTICS.md A.1 rows 2-3).
+INVALID_PROTECTIONS = frozenset(
+    {0, PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY, PAGE_READONLY | PAGE_EXECUTE}
+)
+WINE_MEASURED = "8.0"
+_NOT_IN_A8 = (
+    "Wine 8.0 (Debian's wine64): observed by this harness and not yet recorded in "
+    "VM_SEMANTICS.md A.8"
+)
+
+ALLOWANCES: tuple[Allowance, ...] = (
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualFree of free memory: 87, not 487",
+        function="VirtualFree",
+        situations=frozenset({IN_FREE_MEMORY}),
+        arguments=(("free_type", frozenset({MEM_RELEASE, MEM_DECOMMIT})),),
+        windows=Answer(0, ERROR_INVALID_ADDRESS),
+        instead=Fails(ERROR_INVALID_PARAMETER),
+        windows_does=(
+            "VirtualFree with MEM_RELEASE or MEM_DECOMMIT at an address no allocation holds "
+            "fails with 487 (STATUS_MEMORY_NOT_ALLOCATED)"
+        ),
+        backend_does=(
+            "fails with 87: Wine finds no view there and answers STATUS_INVALID_PARAMETER, "
+            "for memory already released and for the unused rest of a 64 KiB block alike"
+        ),
+        source=(
+            "VM_SEMANTICS.md A.8: release or decommit of memory that was already released: "
+            "87 under Wine, 487 on Windows [T]; A.2: MEM_RELEASE twice or on free memory, "
+            "and MEM_DECOMMIT on free memory: 487 [T]. Measured by this harness under Wine 8.0"
+        ),
+    ),
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualAlloc at an address checks flProtect after the range",
+        function="VirtualAlloc",
+        situations=frozenset({INSIDE_ONE_ALLOCATION, NOT_INSIDE_ONE_ALLOCATION}),
+        arguments=(
+            ("alloc_type", frozenset({MEM_COMMIT, MEM_RESET})),
+            ("protect", INVALID_PROTECTIONS),
+        ),
+        windows=Answer(0, ERROR_INVALID_PARAMETER),
+        instead=AsWindowsWith("protect", PAGE_NOACCESS),
+        windows_does=(
+            "VirtualAlloc with MEM_COMMIT or MEM_RESET at an address and an invalid flProtect "
+            "fails with 87 before the range is looked at"
+        ),
+        backend_does=(
+            "answers as Windows does for a valid flProtect: 487 when the range is not inside "
+            "one allocation, and a MEM_RESET inside one allocation succeeds (Wine ignores "
+            "flProtect for MEM_RESET; a MEM_COMMIT inside one allocation fails with 87, as "
+            "on Windows)"
+        ),
+        source=(
+            "VM_SEMANTICS.md A.1 rows 2-3: flProtect 0, PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY "
+            "and PAGE_READONLY|PAGE_EXECUTE -> 87 [T]; parameter rows 1-5 come before the "
+            "address rows 6-14 [R]; row 9: commit not inside one allocation -> 487 [D]; rows "
+            "12-13: MEM_RESET inside one allocation succeeds [T], past its end 487 [T]. "
+            + _NOT_IN_A8
+        ),
+    ),
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualQuery splits reserved pages by their earlier protection",
+        function="VirtualQuery",
+        situations=frozenset({RESERVED_PROTECTIONS_DIFFER}),
+        arguments=(),
+        windows=None,
+        instead=RegionCutAtProtection(),
+        windows_does=(
+            "VirtualQuery of reserved pages reports one region over every following reserved "
+            "page of the allocation (State MEM_RESERVE, Protect 0)"
+        ),
+        backend_does=(
+            "ends the region at the first page last committed (or reserved) with another "
+            "protection: Wine keeps that protection in its page table after a decommit and "
+            "compares it when it measures the region"
+        ),
+        source=(
+            "VM_SEMANTICS.md A.3: RegionSize is the run of pages sharing State and Protect "
+            "[T], Protect is 0 for reserved pages [T]; the coalescing rule: for reserved pages "
+            "only State matters [D]. " + _NOT_IN_A8
+        ),
+    ),
+)
+
+
+def rows_for(wine_version: str | None) -> tuple[Allowance, ...]:
+    """The rows that apply to a kernel32 of ``wine_version``: all of them under Wine, none
+    on Windows."""
+    return ALLOWANCES if wine_version is not None else ()
+
+
+def allowance_for(
+    wine_version: str | None,
+    call: Call,
+    predicted: Answer,
+    answered: Answer,
+    counterfactual: Counterfactual | None = None,
+) -> Allowance | None:
+    """The row excusing ``answered`` where the model predicted ``predicted``, if any."""
+    for row in ALLOWANCES:
+        if row.covers(wine_version, call, predicted, answered, counterfactual):
+            return row
+    return None
+
+
+def kernel_name(wine_version: str | None) -> str:
+    """How a step's label and a divergence name the kernel32 that answered."""
+    return "Windows" if wine_version is None else f"Wine {wine_version}"
+
+
+def allowance_label(wine_version: str | None, row: Allowance) -> str:
+    """The label a step excused by ``row`` carries: the Wine that answered, and the row."""
+    return f"{kernel_name(wine_version)} allowance: {row.name}"

@@ -1,0 +1,1 @@
+"""The ``arenacheck`` command and its tools: replay, zoo, bench, campaign, windows-python."""

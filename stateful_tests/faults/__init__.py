@@ -1,0 +1,1 @@
+"""Deliberately broken implementations: the bug zoo, broken arenas and pools, fault injection."""

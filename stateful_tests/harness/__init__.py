@@ -1,0 +1,1 @@
+"""Running machines under pytest and Hypothesis: plugin, profiles, runner, implementations."""

@@ -1,0 +1,161 @@
+"""arenacheck's pytest plugin: backend selection, requirements, the implementation under test.
+
+Installed as a ``pytest11`` entry point, so regression files written to ``failures/`` run
+anywhere arenacheck is installed, not only inside this repository. Every pytest session in
+that environment loads it, so it stays invisible until arenacheck is used: its options,
+fixtures and environment variables carry arenacheck's name, importing it imports nothing
+that touches the OS, registers no Hypothesis profile and loads none, and it reports and
+validates only when an arenacheck option or requirement is given (or a project asks for it
+with ``arenacheck_header``). Tests ask for ``arenacheck_backend`` to run once per backend.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+from arenacheck.backends.names import BACKEND_NAMES, WIN32_EMULATED
+
+if TYPE_CHECKING:
+    from unittest.mock import MagicMock
+
+    from pytest_mock import MockerFixture
+
+REQUIRE_ENV = "ARENACHECK_REQUIRE_BACKENDS"
+IMPL_ENV = "ARENACHECK_IMPL"
+BACKEND_OPTION = "--arenacheck-backend"
+IMPL_OPTION = "--arenacheck-impl"
+HEADER_INI = "arenacheck_header"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("arenacheck")
+    group.addoption(
+        IMPL_OPTION,
+        dest="arenacheck_impl",
+        default=None,
+        metavar="MODULE:FACTORY",
+        help=f"the arena implementation under test (default: the built-in one; env {IMPL_ENV})",
+    )
+    group.addoption(
+        BACKEND_OPTION,
+        dest="arenacheck_backend",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"run only these backends (repeat or comma-separate): {', '.join(BACKEND_NAMES)}",
+    )
+    parser.addini(HEADER_INI, "report arenacheck's backends in the header", type="bool")
+
+
+def _names(values: list[str]) -> list[str]:
+    return [n.strip() for v in values for n in v.split(",") if n.strip()]
+
+
+def chosen_impl(config: pytest.Config) -> str | None:
+    """The implementation named by the option, else ``ARENACHECK_IMPL``, else None."""
+    value: str | None = config.getoption("arenacheck_impl")
+    return value or os.environ.get(IMPL_ENV) or None
+
+
+def selected_backends(config: pytest.Config) -> list[str]:
+    chosen = _names(config.getoption("arenacheck_backend"))
+    return chosen or list(BACKEND_NAMES)
+
+
+def required_backends() -> list[str]:
+    return _names([os.environ.get(REQUIRE_ENV, "")])
+
+
+def in_use(config: pytest.Config) -> bool:
+    """Whether this session asked anything of arenacheck before collection."""
+    return bool(
+        config.getoption("arenacheck_backend")
+        or chosen_impl(config)
+        or required_backends()
+        or config.getini(HEADER_INI)
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not in_use(config):
+        return
+    from arenacheck.harness.plugins import PluginError, load_factory
+    from arenacheck.harness.profiles import set_project_root
+
+    # arenacheck's example database belongs to the project pytest runs in.
+    set_project_root(config.rootpath)
+    unknown = [n for n in selected_backends(config) + required_backends() if n not in BACKEND_NAMES]
+    if unknown:
+        raise pytest.UsageError(
+            f"unknown backend(s) {', '.join(unknown)}; known: {', '.join(BACKEND_NAMES)}"
+        )
+    impl = chosen_impl(config)
+    if impl:
+        try:
+            load_factory(impl)
+        except PluginError as e:
+            raise pytest.UsageError(str(e)) from e
+    unselected = [n for n in required_backends() if n not in selected_backends(config)]
+    if unselected:
+        raise pytest.UsageError(
+            f"{REQUIRE_ENV} requires {', '.join(unselected)}, which {BACKEND_OPTION} left out"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not in_use(config):
+        return []
+    from arenacheck.backends.registry import unavailable_reason
+
+    lines = []
+    for name in selected_backends(config):
+        reason = unavailable_reason(name)
+        required = " (required)" if name in required_backends() else ""
+        lines.append(f"arenacheck backend {name}{required}: {reason or 'available'}")
+    return lines
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "arenacheck_backend" in metafunc.fixturenames:
+        names = selected_backends(metafunc.config)
+        metafunc.parametrize("arenacheck_backend", names, ids=names, indirect=True)
+
+
+def skip_unless_available(name: str) -> None:
+    """A backend this machine lacks: skip the test with the reason, or fail it when the
+    backend is required (``ARENACHECK_REQUIRE_BACKENDS``)."""
+    from arenacheck.backends.registry import unavailable_reason
+
+    reason = unavailable_reason(name)
+    if reason is not None:
+        if name in required_backends():
+            pytest.fail(f"required backend unavailable: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def arenacheck_backend(request: pytest.FixtureRequest) -> str:
+    """The backend under test; missing ones skip with the reason, or fail when required."""
+    name: str = request.param
+    skip_unless_available(name)
+    if name == WIN32_EMULATED:
+        request.getfixturevalue("arenacheck_emulated_kernel32")
+    return name
+
+
+@pytest.fixture
+def arenacheck_emulated_kernel32(mocker: MockerFixture) -> MagicMock:
+    """Point the Windows backend's kernel32 seam at a fresh model-backed stand-in per load."""
+    from arenacheck.backends.registry import SEAM
+    from arenacheck.backends.standin import EmulatedKernel32
+
+    patched: MagicMock = mocker.patch(SEAM, side_effect=EmulatedKernel32)
+    return patched
+
+
+@pytest.fixture
+def arenacheck_impl(request: pytest.FixtureRequest) -> str | None:
+    """The implementation named by --arenacheck-impl or ARENACHECK_IMPL (None: built-in)."""
+    return chosen_impl(request.config)

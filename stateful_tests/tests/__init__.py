@@ -1,0 +1,1 @@
+"""arenacheck's own tests (not shipped in the wheel)."""
