@@ -1,4 +1,4 @@
-"""The XNU kernel's view of a range, from ``mach_vm_region`` (VM_SEMANTICS.md B.4).
+"""The XNU kernel's view of a range, from ``mach_vm_region`` (docs/VM_SEMANTICS.md B.4).
 
 macOS has no /proc: each call returns the first region at or above an address, with
 its current protection.

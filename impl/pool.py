@@ -140,7 +140,7 @@ class PoolArena:
         return self._release(Owner.ENGINE)
 
     def _release(self, owner: Owner) -> Release:
-        """ARENA.md 5: swap the flag to False; if it was set, the other owner frees.
+        """docs/ARENA.md 5: swap the flag to False; if it was set, the other owner frees.
 
         A release by an owner that does not own the memory, or after it was released, is
         refused before any memory is read or any OS call is made: the range may already
@@ -217,7 +217,7 @@ class ArenaPool:
         return pool_arena
 
     def _create(self) -> list[PoolArena]:
-        """ARENA.md 5 "Pool(thread_count)"; on failure nothing stays reserved."""
+        """docs/ARENA.md 5 "Pool(thread_count)"; on failure nothing stays reserved."""
         created: list[PoolArena] = []
         if self._behaviour == "posix":
             for i in range(self._thread_count):

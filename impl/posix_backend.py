@@ -2,7 +2,7 @@
 
 Reservations are PROT_NONE with MAP_NORESERVE, so they cost address space only; a
 commit is an mprotect to read-write, which the kernel does not charge for a NORESERVE
-mapping outside overcommit mode 2 (VM_SEMANTICS.md B.2).
+mapping outside overcommit mode 2 (docs/VM_SEMANTICS.md B.2).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class PosixBackend(Backend):
 
     def reserve_committed(self, size: int) -> int:
         # A private writable mapping without MAP_NORESERVE: charged to Committed_AS and
-        # counted by RLIMIT_DATA, as a system allocator's block is (VM_SEMANTICS.md B.2).
+        # counted by RLIMIT_DATA, as a system allocator's block is (docs/VM_SEMANTICS.md B.2).
         flags = self._reserve_flags & ~self.libc.flavor.map_noreserve
         r = self.libc.mmap(0, size, PROT_READ | PROT_WRITE, flags, -1, 0)
         if r.value == MAP_FAILED:

@@ -1,4 +1,4 @@
-"""ctypes bindings of libc's virtual-memory calls (VM_SEMANTICS.md B.5).
+"""ctypes bindings of libc's virtual-memory calls (docs/VM_SEMANTICS.md B.5).
 
 Every function gets argtypes and restype: without ``restype = c_void_p`` mmap's result
 is truncated to a C int, and without argtypes large addresses do not convert.

@@ -1,4 +1,4 @@
-"""The Linux kernel's view of a range, from /proc/self/maps (VM_SEMANTICS.md B.3).
+"""The Linux kernel's view of a range, from /proc/self/maps (docs/VM_SEMANTICS.md B.3).
 
 Lines are clipped to the range asked about, because an anonymous mapping can merge
 with an unrelated neighbour that has the same flags. Where the kernel answers the

@@ -1,4 +1,4 @@
-"""Per-mapping accounting flags from /proc/self/smaps (VM_SEMANTICS.md B.3).
+"""Per-mapping accounting flags from /proc/self/smaps (docs/VM_SEMANTICS.md B.3).
 
 ``ac`` marks a mapping charged to Committed_AS, ``nr`` one mapped with MAP_NORESERVE.
 """

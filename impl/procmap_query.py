@@ -1,7 +1,7 @@
 """The Linux kernel's view of a range through the PROCMAP_QUERY ioctl (Linux 6.11 and later).
 
 The ioctl on an open ``/proc/self/maps`` returns one VMA at a time, in binary: the same
-VMAs the text lists (VM_SEMANTICS.md B.3), without reading and parsing the whole file. A
+VMAs the text lists (docs/VM_SEMANTICS.md B.3), without reading and parsing the whole file. A
 query of one arena then costs a few system calls whatever the rest of the process maps.
 """
 

@@ -1,4 +1,4 @@
-"""Reference model of the fixed-size arena (ARENA.md sections 2, 3 and 6).
+"""Reference model of the fixed-size arena (docs/ARENA.md sections 2, 3 and 6).
 
 Given the reservation base R the OS returned, the model predicts every address the
 arena computes, every OS call it must make (and nothing else), and every refusal.
@@ -187,7 +187,7 @@ class ArenaModel:
     # ------------------------------------------------------------------ alloc
 
     def plan_alloc(self, size: object, align: object) -> AllocPlan:
-        """ARENA.md 3 "alloc": the bump-down fast path, else a doubling grow capped at C."""
+        """docs/ARENA.md 3 "alloc": the bump-down fast path, else a doubling grow capped at C."""
         reason = layout_error(size, align)
         if reason is not None:
             return AllocPlan(Outcome.INVALID_LAYOUT, reason=reason)
@@ -232,7 +232,7 @@ class ArenaModel:
     # ------------------------------------------------------------- invariants
 
     def invariant_violations(self) -> list[str]:
-        """ARENA.md 6, items 1 to 4, on the model's own state (a self-check)."""
+        """docs/ARENA.md 6, items 1 to 4, on the model's own state (a self-check)."""
         g = self.geometry
         out: list[str] = []
         if self.reservation % g.granularity:

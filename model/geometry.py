@@ -1,7 +1,7 @@
 """The arena's geometry as a value: every size the algorithm derives from.
 
 Invariant: a constructed Geometry is internally consistent (powers of two where the
-algorithm masks, page multiples where the OS needs them, and the regions of ARENA.md
+algorithm masks, page multiples where the OS needs them, and the regions of docs/ARENA.md
 section 1 nested in order), so the models and the implementation never re-validate it.
 """
 

@@ -1,4 +1,4 @@
-"""Reference model of oxc's arena pool and of shared ownership (ARENA.md section 5).
+"""Reference model of oxc's arena pool and of shared ownership (docs/ARENA.md section 5).
 
 The pool model tracks where each arena is (in the pool's stack, held by a thread, or let go
 by its pool-side owner), which threads wait in ``get``, and who owns each arena's memory.
@@ -66,7 +66,7 @@ class CreationPlan:
 
 
 def plan_creation(behaviour: str, thread_count: int, fail_at: int | None) -> CreationPlan:
-    """ARENA.md 5 "Pool(thread_count)" on both behaviours.
+    """docs/ARENA.md 5 "Pool(thread_count)" on both behaviours.
 
     POSIX: exactly ``thread_count`` arenas; any failure frees what was created (last first)
     and fails. Windows: create while creation succeeds, up to ``thread_count + 1``; none is
@@ -116,7 +116,7 @@ class ShareOutcome(enum.Enum):
 
 @dataclass
 class Ownership:
-    """The swap protocol of ARENA.md 5 for one arena's memory.
+    """The swap protocol of docs/ARENA.md 5 for one arena's memory.
 
     Invariant: ``memory_alive == (pool_owns or engine_owns)`` and, while alive,
     ``flag == (pool_owns and engine_owns)``; ``memory_releases`` is 1 once dead, else 0.
@@ -267,7 +267,7 @@ class PoolModel:
     # ----------------------------------------------------------- operations
 
     def get(self, thread: str) -> GetResult:
-        """ARENA.md 5 "get": pop the top; when empty, POSIX fails and Windows waits."""
+        """docs/ARENA.md 5 "get": pop the top; when empty, POSIX fails and Windows waits."""
         if self.thread_state(thread) != "idle":
             raise ModelMisuse(f"{thread} is {self.thread_state(thread)}, not idle")
         if self.closed:
@@ -282,7 +282,7 @@ class PoolModel:
         return GetResult(GetOutcome.WAIT)
 
     def add(self, thread: str) -> int:
-        """ARENA.md 5 "add": reset the cursor to C + ACTIVE_SIZE and push; returns the id.
+        """docs/ARENA.md 5 "add": reset the cursor to C + ACTIVE_SIZE and push; returns the id.
 
         A waiter must then be served (``must_serve``); which one the model leaves open.
         """

@@ -1,4 +1,4 @@
-"""POSIX virtual-memory constants per kernel (VM_SEMANTICS.md B.5)."""
+"""POSIX virtual-memory constants per kernel (docs/VM_SEMANTICS.md B.5)."""
 
 from __future__ import annotations
 

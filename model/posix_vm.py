@@ -1,4 +1,4 @@
-"""Reference model of mmap, mprotect, munmap and madvise (VM_SEMANTICS.md B.1 and B.2).
+"""Reference model of mmap, mprotect, munmap and madvise (docs/VM_SEMANTICS.md B.1 and B.2).
 
 Only anonymous private mappings are modelled. As with the Windows model, addresses the
 model never mapped are holes in its world; a harness must only point calls that reach

@@ -1,4 +1,4 @@
-"""Windows virtual-memory constants (VM_SEMANTICS.md A.0)."""
+"""Windows virtual-memory constants (docs/VM_SEMANTICS.md A.0)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference model of the Windows VirtualAlloc family (VM_SEMANTICS.md A.1 to A.5).
+"""Reference model of the Windows VirtualAlloc family (docs/VM_SEMANTICS.md A.1 to A.5).
 
 The model knows only the allocations made through it. Addresses it has not allocated
 are "free" in its world; a harness comparing it with a real process must therefore

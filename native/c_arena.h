@@ -1,7 +1,7 @@
 /*
  * c_arena.h - the C ABI of the native fixed-size arena.
  *
- * The same algorithm as impl/arena.py (ARENA.md sections 2 and 3): a reservation of
+ * The same algorithm as impl/arena.py (docs/ARENA.md sections 2 and 3): a reservation of
  * RESERVED_SIZE bytes holds a container aligned on CONTAINER_ALIGN; the committed region
  * [S, C + CONTAINER_SIZE) starts as the top FIRST_COMMIT bytes and grows down by doubling,
  * capped at the container; allocations bump a cursor P down from the footer F.
@@ -57,7 +57,7 @@ extern "C" {
 #define C_ARENA_FOOTER_MAGIC UINT64_C(0xA4E7A4E7F007E400)
 
 /* Bytes of a pool arena's block between its allocatable bytes and the footer:
- * 16 bytes of transfer metadata, then 8 bytes of pool metadata (ARENA.md section 1). */
+ * 16 bytes of transfer metadata, then 8 bytes of pool metadata (docs/ARENA.md section 1). */
 #define C_ARENA_TRANSFER_METADATA_SIZE 16u
 #define C_ARENA_POOL_METADATA_SIZE 8u
 
@@ -93,7 +93,7 @@ enum c_arena_status {
 };
 
 /*
- * The geometry (ARENA.md section 1), fixed at creation. Derived sizes:
+ * The geometry (docs/ARENA.md section 1), fixed at creation. Derived sizes:
  *   CONTAINER_SIZE = block_size rounded up to page
  *   RESERVED_SIZE  = CONTAINER_SIZE + container_align
  *   F - C          = block_size - footer_size
@@ -142,7 +142,7 @@ struct c_arena; /* opaque */
 uint32_t c_arena_abi_version(void);
 
 /*
- * Create an arena (ARENA.md 3 "new()"): reserve RESERVED_SIZE bytes, compute
+ * Create an arena (docs/ARENA.md 3 "new()"): reserve RESERVED_SIZE bytes, compute
  * C = R + ((-R) mod container_align), commit [S0, S0 + first_commit) with
  * S0 = C + CONTAINER_SIZE - first_commit, set P = F (pool: C + ACTIVE_SIZE), and write the
  * footer at F: C_ARENA_FOOTER_MAGIC then R, each as 8 little-endian bytes.
@@ -167,7 +167,7 @@ int c_arena_create(const struct c_arena_geometry *geometry, uint64_t min_align, 
                    int *os_error);
 
 /*
- * Allocate size bytes aligned on max(align, min_align) (ARENA.md 3 "alloc"):
+ * Allocate size bytes aligned on max(align, min_align) (docs/ARENA.md 3 "alloc"):
  *   p = (P - size) & ~(a - 1), wrapping; if p - S <= 2^63 - 1 it fits: P = p.
  *   Else, if p - C > 2^63 - 1: C_ARENA_FULL. Else grow: commit [new_S, S) with
  *   new_S = min(max(S - committed, C), p rounded down to page), then S = new_S, P = p.

@@ -207,14 +207,14 @@ def expected_instead(
     return dataclasses.replace(predicted, info=dataclasses.replace(info, region_size=run))
 
 
-# The protections the VM machine passes that Windows refuses (VM_SEMANTICS.md A.1 rows 2-3).
+# The protections the VM machine passes that Windows refuses (docs/VM_SEMANTICS.md A.1 rows 2-3).
 INVALID_PROTECTIONS = frozenset(
     {0, PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY, PAGE_READONLY | PAGE_EXECUTE}
 )
 WINE_MEASURED = "8.0"
 _NOT_IN_A8 = (
     "Wine 8.0 (Debian's wine64): observed by this harness and not yet recorded in "
-    "VM_SEMANTICS.md A.8"
+    "docs/VM_SEMANTICS.md A.8"
 )
 
 ALLOWANCES: tuple[Allowance, ...] = (
@@ -235,7 +235,7 @@ ALLOWANCES: tuple[Allowance, ...] = (
             "for memory already released and for the unused rest of a 64 KiB block alike"
         ),
         source=(
-            "VM_SEMANTICS.md A.8: release or decommit of memory that was already released: "
+            "docs/VM_SEMANTICS.md A.8: release or decommit of memory that was already released: "
             "87 under Wine, 487 on Windows [T]; A.2: MEM_RELEASE twice or on free memory, "
             "and MEM_DECOMMIT on free memory: 487 [T]. Measured by this harness under Wine 8.0"
         ),
@@ -262,7 +262,7 @@ ALLOWANCES: tuple[Allowance, ...] = (
             "on Windows)"
         ),
         source=(
-            "VM_SEMANTICS.md A.1 rows 2-3: flProtect 0, PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY "
+            "docs/VM_SEMANTICS.md A.1 rows 2-3: flProtect 0, PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY "
             "and PAGE_READONLY|PAGE_EXECUTE -> 87 [T]; parameter rows 1-5 come before the "
             "address rows 6-14 [R]; row 9: commit not inside one allocation -> 487 [D]; rows "
             "12-13: MEM_RESET inside one allocation succeeds [T], past its end 487 [T]. "
@@ -287,7 +287,7 @@ ALLOWANCES: tuple[Allowance, ...] = (
             "compares it when it measures the region"
         ),
         source=(
-            "VM_SEMANTICS.md A.3: RegionSize is the run of pages sharing State and Protect "
+            "docs/VM_SEMANTICS.md A.3: RegionSize is the run of pages sharing State and Protect "
             "[T], Protect is 0 for reserved pages [T]; the coalescing rule: for reserved pages "
             "only State matters [D]. " + _NOT_IN_A8
         ),

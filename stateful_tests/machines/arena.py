@@ -1,7 +1,7 @@
 """ArenaMachine: the arena implementation beside its model, on a real backend.
 
 Every rule makes the call on the implementation and on the model, then compares result,
-state and the exact OS calls made. After every step the invariants of ARENA.md section 6
+state and the exact OS calls made. After every step the invariants of docs/ARENA.md section 6
 are checked, with "the OS agrees" read from the OS through the backend, never from the
 implementation's own bookkeeping. Memory is only touched once both the model and the OS
 confirm it is committed read-write, so a bug fails an assertion instead of a worker.
@@ -115,7 +115,7 @@ def pattern(seed: int, n: int) -> bytes:
 
 
 def expected_view(model: ArenaModel) -> list[OsSpan]:
-    """ARENA.md 6.6: exactly [S, C + CONTAINER_SIZE) committed read-write, the rest reserved."""
+    """docs/ARENA.md 6.6: exactly [S, C + CONTAINER_SIZE) committed read-write, the rest reserved."""
     spans = [
         OsSpan(model.reservation, model.start, SpanState.RESERVED),
         OsSpan(model.start, model.container_end, SpanState.COMMITTED, "rw-"),
@@ -246,7 +246,7 @@ class ArenaMachine(RuleBasedStateMachine):
         return list(self._live)
 
     def expect_calls(self, what: str, predicted: list[OsCall]) -> None:
-        """ARENA.md 6.2 and 6.8: the OS calls made are exactly the predicted ones."""
+        """docs/ARENA.md 6.2 and 6.8: the OS calls made are exactly the predicted ones."""
         made = self.backend.take_log()
         if not made and not predicted:
             return
@@ -645,7 +645,7 @@ class ArenaMachine(RuleBasedStateMachine):
 
     @invariant()
     def agrees_with_model_and_os(self) -> None:
-        """ARENA.md 6, after every step: every live arena, its allocations and its memory
+        """docs/ARENA.md 6, after every step: every live arena, its allocations and its memory
         agree with the model and with the OS; what is reserved is exactly the live arenas'
         reservations; the commit charge is the model's, where it is observable.
 
@@ -659,7 +659,7 @@ class ArenaMachine(RuleBasedStateMachine):
         self.check_commit_charge()
 
     def check_arena(self, handle: ArenaHandle) -> None:
-        """ARENA.md 6.1 to 6.6: R, C, S, P, F and the committed bytes are the model's, the
+        """docs/ARENA.md 6.1 to 6.6: R, C, S, P, F and the committed bytes are the model's, the
         OS shows exactly [S, C + CONTAINER_SIZE) committed read-write and the rest of the
         reservation reserved, and the footer at F is intact."""
         m, impl = handle.model, handle.impl
@@ -686,7 +686,7 @@ class ArenaMachine(RuleBasedStateMachine):
             fail(f"{handle}: the footer at F was overwritten")
 
     def check_allocations(self, handle: ArenaHandle) -> None:
-        """ARENA.md 6.9: live allocations are disjoint, lie in [S, F), and every pattern
+        """docs/ARENA.md 6.9: live allocations are disjoint, lie in [S, F), and every pattern
         written into them reads back from memory (not through the arena).
 
         Runs right after ``check_arena`` confirmed, in this same pass with no OS call in
@@ -713,7 +713,7 @@ class ArenaMachine(RuleBasedStateMachine):
                     fail(f"{alloc}: {len(data)} bytes at +{offset} were overwritten")
 
     def check_reservations(self) -> None:
-        """ARENA.md 6.10, step by step: what is reserved is exactly the live arenas' R.
+        """docs/ARENA.md 6.10, step by step: what is reserved is exactly the live arenas' R.
 
         Checked after every step rather than only at teardown, so a leak shrinks to the
         step that caused it.
@@ -730,7 +730,7 @@ class ArenaMachine(RuleBasedStateMachine):
             )
 
     def check_commit_charge(self) -> None:
-        """ARENA.md 6.7, where the charge is observable: the emulated kernel's commit count."""
+        """docs/ARENA.md 6.7, where the charge is observable: the emulated kernel's commit count."""
         k32 = getattr(self.backend.inner, "k32", None)
         if isinstance(k32, EmulatedKernel32):
             want = sum(h.model.committed_bytes for h in self.live_arenas())

@@ -415,7 +415,7 @@ class PoolMachine(RuleBasedStateMachine):
         )
 
     def confirm_freed(self, what: str, model: ArenaModel) -> None:
-        """ARENA.md 6.6: right after the release the whole reservation was free."""
+        """docs/ARENA.md 6.6: right after the release the whole reservation was free."""
         view = self.injector.after_release.pop(model.reservation, None)
         self.expect(view is not None, f"{what}: the reservation was not released")
         assert view is not None
@@ -443,7 +443,7 @@ class PoolMachine(RuleBasedStateMachine):
         reserved: list[int],
         main_pool: bool = True,
     ) -> list[ArenaModel]:
-        """ARENA.md 5 pool sizes, the exact OS calls, and the fresh arenas' memory."""
+        """docs/ARENA.md 5 pool sizes, the exact OS calls, and the fresh arenas' memory."""
         g = self.geometry
         got = "an error" if pool is None else f"{len(pool.contents())} arenas"
         want = "an error" if plan.fails else f"{plan.kept} arenas"
@@ -537,7 +537,7 @@ class PoolMachine(RuleBasedStateMachine):
         label(f"pool: {plan.kept} arenas for {thread_count} threads")
 
     def creation_failure(self, thread_count: int, fail_at: int) -> None:
-        """A probe pool whose ``fail_at``-th creation fails: the sizes of ARENA.md 5, the
+        """A probe pool whose ``fail_at``-th creation fails: the sizes of docs/ARENA.md 5, the
         exact OS calls, nothing leaked; then closed. Part of every initialisation, so that
         it costs the search no steps."""
         what = f"pool({thread_count}) with creation {fail_at} failing"
@@ -658,7 +658,7 @@ class PoolMachine(RuleBasedStateMachine):
         label("add")
 
     def await_service(self, pushed: int, waiting: list[str]) -> None:
-        """ARENA.md 5: ``add`` wakes one waiter, which takes the arena just added."""
+        """docs/ARENA.md 5: ``add`` wakes one waiter, which takes the arena just added."""
         self.await_state(
             lambda: not self.results.empty() or self.cond.quiet(len(waiting)),
             f"add(arena{pushed}) with {waiting} waiting",
@@ -900,7 +900,7 @@ class PoolMachine(RuleBasedStateMachine):
             self.check_allocations(arena_id, m)
 
     def check_allocations(self, arena_id: int, m: ArenaModel) -> None:
-        """ARENA.md 6.3 and 6.9: live allocations end below C + ACTIVE_SIZE; bytes survive."""
+        """docs/ARENA.md 6.3 and 6.9: live allocations end below C + ACTIVE_SIZE; bytes survive."""
         lo, _ = metadata_range(self.geometry, m.container)
         for w in self.allocs[arena_id]:
             self.expect(

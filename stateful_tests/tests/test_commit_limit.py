@@ -184,6 +184,6 @@ def test_windows_job_limit_system_fails_reserve_commit_fits() -> None:
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)
     # A commit over a job's process limit fails with STATUS_COMMITMENT_LIMIT (1455) in
-    # NT-derived code; VM_SEMANTICS.md A.5 leaves the code on current Windows to a probe.
+    # NT-derived code; docs/VM_SEMANTICS.md A.5 leaves the code on current Windows to a probe.
     assert got["system"] in (ERROR_COMMITMENT_LIMIT, 8), got
     assert got["reserve_commit"] == ARENAS, got

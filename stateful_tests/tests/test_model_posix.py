@@ -1,4 +1,4 @@
-"""The POSIX reference model against VM_SEMANTICS.md B.1, B.2 and B.4 (macOS).
+"""The POSIX reference model against docs/VM_SEMANTICS.md B.1, B.2 and B.4 (macOS).
 
 Each test pins one fact of the spec; its docstring names the section and evidence tag.
 """

@@ -1,4 +1,4 @@
-"""The Windows model (``model.win_vm.WindowsVM``) against VM_SEMANTICS.md A.1 to A.5.
+"""The Windows model (``model.win_vm.WindowsVM``) against docs/VM_SEMANTICS.md A.1 to A.5.
 
 Every test pins one fact; facts tagged [T] were asserted by Wine's conformance tests on
 real Windows. The A.5 tests pin the commit-limit rules the model implements.

@@ -70,7 +70,7 @@ def recording(backend_name: str) -> Iterator[RecordingBackend]:
     assert not leaked, f"leaked reservations: {leaked}"
 
 
-# ARENA.md 5 for 3 threads when the k-th creation fails (None: none fails); 0 is the error.
+# docs/ARENA.md 5 for 3 threads when the k-th creation fails (None: none fails); 0 is the error.
 POOL_SIZES: dict[str, dict[int | None, int]] = {
     "posix": {1: 0, 2: 0, 3: 0, 4: 3, 5: 3, None: 3},
     "windows": {1: 0, 2: 1, 3: 1, 4: 2, 5: 3, None: 3},
