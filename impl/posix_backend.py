@@ -7,11 +7,11 @@ mapping outside overcommit mode 2 (docs/VM_SEMANTICS.md B.2).
 
 from __future__ import annotations
 
-import sys
 from typing import Protocol
 
 from arenacheck.impl.backend import Backend, OsSpan
 from arenacheck.impl.errors import OSCallFailed
+from arenacheck.impl.host import region_reader
 from arenacheck.impl.posix_libc import MAP_FAILED, Libc, libc
 from arenacheck.model.posix_constants import (
     MAP_FIXED,
@@ -28,16 +28,6 @@ class RegionReader(Protocol):
     def spans_in(self, lo: int, hi: int) -> list[OsSpan]: ...
 
 
-def _region_reader() -> RegionReader:
-    if sys.platform == "darwin":
-        from arenacheck.impl.macos_regions import MachRegions
-
-        return MachRegions()
-    from arenacheck.impl.proc_maps import linux_regions
-
-    return linux_regions()
-
-
 class PosixBackend(Backend):
     name = "posix-native"
 
@@ -47,7 +37,7 @@ class PosixBackend(Backend):
         self.granularity = self.page
         flavor = self.libc.flavor
         self._reserve_flags = MAP_PRIVATE | flavor.map_anonymous | flavor.map_noreserve
-        self._regions: RegionReader = _region_reader()
+        self._regions: RegionReader = region_reader()
 
     def reserve(self, size: int) -> int:
         r = self.libc.mmap(0, size, PROT_NONE, self._reserve_flags, -1, 0)

@@ -8,23 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import platform
-import sys
 from dataclasses import dataclass
 from typing import Any
 
-from arenacheck.model.posix_constants import DARWIN, LINUX, LINUX_ARM64, PosixFlavor
+from arenacheck.impl.host import posix_flavor
 
 MAP_FAILED = ctypes.c_void_p(-1).value or 0
-
-
-def host_flavor() -> PosixFlavor:
-    """The constants of the kernel this process runs on."""
-    if sys.platform == "darwin":
-        return DARWIN
-    if platform.machine().lower() in ("aarch64", "arm64"):
-        return LINUX_ARM64
-    return LINUX
 
 
 @dataclass(frozen=True)
@@ -39,7 +28,7 @@ class Libc:
     """A private CDLL instance, so our argtypes never leak into other ctypes users."""
 
     def __init__(self) -> None:
-        self.flavor = host_flavor()
+        self.flavor = posix_flavor()
         lib = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
         lib.mmap.argtypes = [
             ctypes.c_void_p,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from unittest import mock
 
@@ -25,6 +24,7 @@ from arenacheck.backends.names import (
 from arenacheck.backends.standin import EmulatedKernel32
 from arenacheck.backends.wine_kernel32 import WineBackend
 from arenacheck.backends.wine_kernel32 import unavailable_reason as wine_unavailable_reason
+from arenacheck.impl import host
 from arenacheck.impl.backend import Backend
 from arenacheck.impl.posix_backend import PosixBackend
 from arenacheck.impl.win_backend import WindowsBackend
@@ -36,16 +36,16 @@ SEAM = "arenacheck.impl.win_backend.load_kernel32"
 def unavailable_reason(name: str) -> str | None:
     """Why ``name`` cannot run on this machine, or None when it can."""
     if name == POSIX_NATIVE:
-        if sys.platform == "win32":
+        if host.IS_WINDOWS:
             return "posix-native needs a POSIX kernel (Linux or macOS); this is Windows"
-        if sys.platform != "darwin" and not os.path.exists("/proc/self/maps"):
+        if not host.IS_DARWIN and not os.path.exists("/proc/self/maps"):
             return "posix-native reads the kernel's view from /proc/self/maps, which is missing"
         return None
     if name == WIN32_EMULATED:
         return None
     if name == WIN32_NATIVE:
-        if sys.platform != "win32":
-            return f"win32-native needs the real kernel32.dll; this is {sys.platform}"
+        if not host.IS_WINDOWS:
+            return f"win32-native needs the real kernel32.dll; this is {host.PLATFORM}"
         return None
     if name == WIN32_WINE:
         return wine_unavailable_reason()

@@ -16,10 +16,10 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import os
-import sys
 from typing import Any, Protocol
 
 from arenacheck.impl.backend import OsSpan, SpanState, merge_spans
+from arenacheck.impl.host import IS_WINDOWS
 from arenacheck.impl.win_kernel32 import MEMORY_BASIC_INFORMATION, SYSTEM_INFO
 from arenacheck.model.arith import round_down, round_up
 from arenacheck.model.win_constants import (
@@ -78,7 +78,7 @@ class HostMemory(Protocol):
 
 
 def default_host() -> HostMemory:
-    if sys.platform == "win32":
+    if IS_WINDOWS:
         from arenacheck.backends.host_windows import WindowsHostMemory
 
         return WindowsHostMemory()

@@ -262,9 +262,10 @@ ALLOWANCES: tuple[Allowance, ...] = (
             "on Windows)"
         ),
         source=(
-            "docs/VM_SEMANTICS.md A.1 rows 2-3: flProtect 0, PAGE_WRITECOPY, PAGE_EXECUTE_WRITECOPY "
-            "and PAGE_READONLY|PAGE_EXECUTE -> 87 [T]; parameter rows 1-5 come before the "
-            "address rows 6-14 [R]; row 9: commit not inside one allocation -> 487 [D]; rows "
+            "docs/VM_SEMANTICS.md A.1 rows 2-3: flProtect 0, PAGE_WRITECOPY, "
+            "PAGE_EXECUTE_WRITECOPY and PAGE_READONLY|PAGE_EXECUTE -> 87 [T]; parameter rows "
+            "1-5 come before the address rows 6-14 [R]; row 9: commit not inside one "
+            "allocation -> 487 [D]; rows "
             "12-13: MEM_RESET inside one allocation succeeds [T], past its end 487 [T]. "
             + _NOT_IN_A8
         ),
