@@ -1,14 +1,14 @@
-"""The native fixed-size arena (``native/c_arena.c``), built at run time and driven by ctypes.
+"""The native fixed-size arena (``native/c_arena.c``) with :class:`impl.arena.Arena`'s interface.
 
-``native/c_arena.h`` documents the C ABI. This module compiles the bundled source with the
-system C compiler into a private build directory outside the source tree (or loads any
-library that exports the same ABI, named by ``$ARENACHECK_C_ARENA_LIB``), and
-:class:`CArena` gives it the public interface of :class:`impl.arena.Arena`, with the same
-typed errors, so every machine runs against it (``--arena-impl impl.c_arena:CArena``).
+:class:`CArena` drives a library that exports the ``native/c_arena.h`` ABI (the bundled
+source, built on first use, or one named by ``$ARENACHECK_C_ARENA_LIB``: see
+:mod:`impl.c_load`) and turns its statuses into the Python arena's typed errors, so every
+machine runs against it (``--arenacheck-impl arenacheck.impl.c_arena:CArena``).
 
 The arena's OS calls go through a table of callbacks into a :class:`~impl.backend.Backend`
-(so a recording backend sees, logs and fences each of them, exactly as for the Python
-arena), or, with ``direct=True``, through the library's own mmap/mprotect/munmap.
+(:mod:`impl.c_bridge`; so a recording backend sees, logs and fences each of them, exactly as
+for the Python arena), or, with ``direct=True``, through the library's own
+mmap/mprotect/munmap.
 
 Invariant: a :class:`CArena` answers every question about its state from the native
 library's getters, never from a copy of its own; only the geometry, MIN_ALIGN and the pool
@@ -18,25 +18,21 @@ flag it was created with are kept in Python.
 from __future__ import annotations
 
 import ctypes
-import enum
-import functools
-import hashlib
-import os
-import platform
-import shlex
-import shutil
 import struct
-import subprocess
-import sys
-import tempfile
 import weakref
-from collections.abc import Callable
-from itertools import pairwise
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from arenacheck.impl.arena import FOOTER_MAGIC
 from arenacheck.impl.backend import Backend
+from arenacheck.impl.c_abi import (
+    POOL_FLAG,
+    CArenaLibrary,
+    NativeAbiViolation,
+    Status,
+    status_name,
+)
+from arenacheck.impl.c_bridge import BackendBridge, memory_is_local, raise_pending
+from arenacheck.impl.c_load import load_library, unavailable_reason
 from arenacheck.impl.errors import (
     ArenaFull,
     DoubleFree,
@@ -46,451 +42,14 @@ from arenacheck.impl.errors import (
     OutOfBounds,
     UseAfterFree,
 )
-from arenacheck.impl.native import NATIVE_DIR
 from arenacheck.model.geometry import Geometry, GeometryError
 
-SOURCE = NATIVE_DIR / "c_arena.c"
-HEADER = NATIVE_DIR / "c_arena.h"
-CFLAGS = ("-std=c11", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror")
-BUILD_DIR_ENV = "ARENACHECK_BUILD_DIR"
-LIBRARY_ENV = "ARENACHECK_C_ARENA_LIB"
-ABI_VERSION = 1
-POOL_FLAG = 1
+# The adapter's own names, and those of the library it runs on, which callers of
+# ``arenacheck.impl.c_arena:CArena`` need beside it (to pick a library, to catch its bugs).
+__all__ = ["CArena", "CArenaLibrary", "NativeAbiViolation", "load_library", "unavailable_reason"]
+
 _U64 = (1 << 64) - 1
 _FOOTER = struct.Struct("<QQ")
-# What a callback returns when the backend raised something that carries no OS code.
-CALLBACK_RAISED = -1
-
-
-class Status(enum.IntEnum):
-    """``enum c_arena_status`` of c_arena.h."""
-
-    OK = 0
-    FULL = 1
-    INVALID_LAYOUT = 2
-    INVALID_ARGUMENT = 3
-    RESERVE_FAILED = 4
-    COMMIT_FAILED = 5
-    RELEASE_FAILED = 6
-    DOUBLE_FREE = 7
-    USE_AFTER_FREE = 8
-    OUT_OF_MEMORY = 9
-
-
-def status_name(status: int) -> str:
-    try:
-        return f"C_ARENA_{Status(status).name}"
-    except ValueError:
-        return f"status {status} (not in c_arena.h)"
-
-
-class CompileError(RuntimeError):
-    """The native arena could not be built; the message carries the compiler's output."""
-
-
-class NativeAbiViolation(AssertionError):
-    """The native library answered outside its documented C ABI: a bug in the library."""
-
-
-# ------------------------------------------------------------------------- building
-
-
-def compiler_command() -> list[str] | None:
-    """``$CC`` split like a shell would (it may carry flags), else cc, gcc or clang."""
-    cc = os.environ.get("CC", "").strip()
-    if cc:
-        try:
-            argv = shlex.split(cc)
-        except ValueError:
-            return None
-        exe = shutil.which(argv[0]) if argv else None
-        return [exe, *argv[1:]] if exe else None
-    for name in ("cc", "gcc", "clang"):
-        exe = shutil.which(name)
-        if exe:
-            return [exe]
-    return None
-
-
-def compiler_unavailable_reason() -> str | None:
-    """Why the bundled C arena cannot be built here, or None when a compiler is at hand.
-
-    A compiler that is present but fails on the source is not a reason to skip: that is a
-    bug, and :func:`build_library` raises :class:`CompileError` with the compiler's output.
-    """
-    missing = [p for p in (SOURCE, HEADER) if not p.is_file()]
-    if missing:
-        return (
-            f"the C arena's source is missing ({', '.join(map(str, missing))}): arenacheck "
-            "was installed without its native/ directory; install it from a checkout"
-        )
-    if sys.platform == "win32":
-        return "the C arena is built with a POSIX compiler driver and uses mmap; this is Windows"
-    if compiler_command() is None:
-        cc = os.environ.get("CC", "").strip()
-        if cc:
-            return f"CC={cc!r} does not name an executable on PATH"
-        return "no C compiler: CC is unset and none of cc, gcc, clang is on PATH"
-    return None
-
-
-def _library_suffix() -> str:
-    return ".dylib" if sys.platform == "darwin" else ".so"
-
-
-def build_dir() -> Path:
-    """Where built libraries go: ``$ARENACHECK_BUILD_DIR``, else a per-user temp directory.
-
-    The directory must belong to this user and be writable by nobody else: a library loaded
-    from it runs in this process, so anyone able to replace it could run code here.
-    """
-    if sys.platform == "win32":
-        raise CompileError("the C arena is not built on Windows")
-    chosen = os.environ.get(BUILD_DIR_ENV, "").strip()
-    if chosen:
-        directory = Path(chosen)
-    else:
-        directory = Path(tempfile.gettempdir()) / f"arenacheck-native-{os.getuid()}"
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = directory.stat()
-    if info.st_uid != os.getuid() or info.st_mode & 0o022:
-        raise CompileError(
-            f"the build directory {directory} is not private to this user (owner uid "
-            f"{info.st_uid}, mode {info.st_mode & 0o777:o}); set {BUILD_DIR_ENV} to a "
-            "directory only you can write"
-        )
-    return directory
-
-
-def _compiler_identity(cc: list[str]) -> bytes:
-    """What ``--version`` says, so that a compiler upgraded in place rebuilds."""
-    try:
-        done = subprocess.run(
-            [*cc, "--version"], capture_output=True, timeout=60, check=False, stdin=None
-        )
-    except (OSError, subprocess.SubprocessError):
-        return b""
-    return done.stdout
-
-
-def _build_key(cc: list[str]) -> str:
-    digest = hashlib.sha256()
-    parts = (
-        SOURCE.read_bytes(),
-        HEADER.read_bytes(),
-        "\0".join(cc).encode(),
-        "\0".join(CFLAGS).encode(),
-        _compiler_identity(cc),
-        f"{sys.platform} {platform.machine()}".encode(),
-    )
-    for part in parts:
-        # Length-prefixed, so that no two different inputs hash the same concatenation.
-        digest.update(len(part).to_bytes(8, "little"))
-        digest.update(part)
-    return digest.hexdigest()[:24]
-
-
-def build_library() -> Path:
-    """Compile ``native/c_arena.c`` once per source and compiler; return the library's path.
-
-    Parallel builders (pytest-xdist workers) never see a half-written library: each
-    compiles to its own temporary file and renames it into place, which is atomic; two
-    racing builders produce the same bytes, and a library already loaded keeps its inode.
-    """
-    reason = compiler_unavailable_reason()
-    if reason is not None:
-        raise CompileError(reason)
-    cc = compiler_command()
-    assert cc is not None
-    directory = build_dir()
-    suffix = _library_suffix()
-    target = directory / f"c_arena-{_build_key(cc)}{suffix}"
-    if target.is_file():
-        return target
-    fd, tmp_name = tempfile.mkstemp(prefix=".c_arena-", suffix=suffix, dir=directory)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    command = [*cc, *CFLAGS, "-o", str(tmp), str(SOURCE)]
-    try:
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-        except (OSError, subprocess.SubprocessError) as e:
-            raise CompileError(f"{shlex.join(command)} could not run: {e}") from e
-        if done.returncode != 0:
-            raise CompileError(
-                f"{shlex.join(command)} failed with status {done.returncode}:\n"
-                f"{done.stderr}{done.stdout}"
-            )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
-# ---------------------------------------------------------------------- the C ABI
-
-
-class GeometryStruct(ctypes.Structure):
-    """``struct c_arena_geometry``."""
-
-    _fields_ = (
-        ("page", ctypes.c_uint64),
-        ("container_align", ctypes.c_uint64),
-        ("block_size", ctypes.c_uint64),
-        ("first_commit", ctypes.c_uint64),
-        ("footer_size", ctypes.c_uint64),
-    )
-
-
-RESERVE_FN = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64)
-)
-SPAN_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
-
-
-class VmTable(ctypes.Structure):
-    """``struct c_arena_vm``."""
-
-    _fields_ = (
-        ("reserve", RESERVE_FN),
-        ("commit", SPAN_FN),
-        ("decommit", SPAN_FN),
-        ("release", SPAN_FN),
-    )
-
-
-_U64_PTR = ctypes.POINTER(ctypes.c_uint64)
-_INT_PTR = ctypes.POINTER(ctypes.c_int)
-_HANDLE = ctypes.c_void_p
-_U64_GETTERS = ("reservation", "container", "footer", "start", "cursor", "committed_bytes")
-
-
-class CArenaLibrary:
-    """One loaded library exporting the c_arena.h ABI, each function typed for ctypes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self._dll = ctypes.CDLL(str(path))
-        except OSError as e:
-            raise NativeAbiViolation(f"cannot load {path}: {e}") from e
-        # The version first: a library of another version may lack or change the rest.
-        version = self._bind("c_arena_abi_version", ctypes.c_uint32, ())
-        self.abi_version = int(version())
-        if self.abi_version != ABI_VERSION:
-            raise NativeAbiViolation(
-                f"{path} implements C ABI version {self.abi_version}; this adapter speaks "
-                f"version {ABI_VERSION}"
-            )
-        self._create = self._bind(
-            "c_arena_create",
-            ctypes.c_int,
-            (
-                ctypes.POINTER(GeometryStruct),
-                ctypes.c_uint64,
-                ctypes.c_uint32,
-                ctypes.POINTER(VmTable),
-                ctypes.c_void_p,
-                ctypes.POINTER(_HANDLE),
-                _INT_PTR,
-            ),
-        )
-        self._alloc = self._bind(
-            "c_arena_alloc", ctypes.c_int, (_HANDLE, ctypes.c_uint64, ctypes.c_uint64, _U64_PTR)
-        )
-        self._reset = self._bind("c_arena_reset", ctypes.c_int, (_HANDLE,))
-        self._free = self._bind("c_arena_free", ctypes.c_int, (_HANDLE,))
-        self._destroy = self._bind("c_arena_destroy", ctypes.c_int, (_HANDLE,))
-        self._alive = self._bind("c_arena_alive", ctypes.c_int, (_HANDLE, _INT_PTR))
-        self._last_os_error = self._bind("c_arena_last_os_error", ctypes.c_int, (_HANDLE, _INT_PTR))
-        self._getters = {
-            name: self._bind(f"c_arena_{name}", ctypes.c_int, (_HANDLE, _U64_PTR))
-            for name in _U64_GETTERS
-        }
-
-    def _bind(
-        self, name: str, restype: type[ctypes.c_int | ctypes.c_uint32], argtypes: tuple[Any, ...]
-    ) -> Callable[..., Any]:
-        try:
-            fn = getattr(self._dll, name)
-        except AttributeError as e:
-            raise NativeAbiViolation(f"{self.path} does not export {name}") from e
-        fn.restype = restype
-        fn.argtypes = argtypes
-        return fn  # type: ignore[no-any-return]
-
-    def create(
-        self, geometry: Geometry, min_align: int, flags: int, vm: VmTable | None
-    ) -> tuple[int, int, int]:
-        """``c_arena_create``: (status, handle or 0, os_error)."""
-        g = GeometryStruct(
-            geometry.page,
-            geometry.container_align,
-            geometry.block_size,
-            geometry.first_commit,
-            geometry.footer_size,
-        )
-        handle = _HANDLE()
-        os_error = ctypes.c_int()
-        status = self._create(
-            ctypes.byref(g),
-            min_align,
-            flags,
-            None if vm is None else ctypes.byref(vm),
-            None,
-            ctypes.byref(handle),
-            ctypes.byref(os_error),
-        )
-        return int(status), int(handle.value or 0), int(os_error.value)
-
-    def alloc(self, handle: int, size: int, align: int) -> tuple[int, int]:
-        """``c_arena_alloc``: (status, address or 0)."""
-        addr = ctypes.c_uint64()
-        status = self._alloc(handle, size, align, ctypes.byref(addr))
-        return int(status), int(addr.value)
-
-    def reset(self, handle: int) -> int:
-        return int(self._reset(handle))
-
-    def free(self, handle: int) -> int:
-        return int(self._free(handle))
-
-    def destroy(self, handle: int) -> int:
-        return int(self._destroy(handle))
-
-    def alive(self, handle: int) -> tuple[int, bool]:
-        out = ctypes.c_int()
-        status = self._alive(handle, ctypes.byref(out))
-        return int(status), bool(out.value)
-
-    def last_os_error(self, handle: int) -> tuple[int, int]:
-        out = ctypes.c_int()
-        status = self._last_os_error(handle, ctypes.byref(out))
-        return int(status), int(out.value)
-
-    def get(self, name: str, handle: int) -> tuple[int, int]:
-        """One of the uint64 getters (``reservation`` ... ``committed_bytes``)."""
-        out = ctypes.c_uint64()
-        status = self._getters[name](handle, ctypes.byref(out))
-        return int(status), int(out.value)
-
-
-@functools.cache
-def _load(path: str) -> CArenaLibrary:
-    return CArenaLibrary(Path(path))
-
-
-def load_library(path: str | os.PathLike[str] | None = None) -> CArenaLibrary:
-    """The library at ``path``, else at ``$ARENACHECK_C_ARENA_LIB``, else the bundled source
-    built on first use. Any library exporting the c_arena.h ABI will do. Loaded once per
-    process and path."""
-    if path is None:
-        path = os.environ.get(LIBRARY_ENV, "").strip() or None
-    if path is None:
-        # Every arena asks; building (or finding the build) runs the compiler, so the answer
-        # is kept per compiler and build directory for the life of the process.
-        return _load_bundled(os.environ.get("CC", ""), os.environ.get(BUILD_DIR_ENV, ""))
-    return _load(str(Path(path).resolve()))
-
-
-@functools.cache
-def _load_bundled(cc: str, directory: str) -> CArenaLibrary:
-    del cc, directory  # the cache key: build_library reads both from the environment
-    return _load(str(build_library().resolve()))
-
-
-def unavailable_reason() -> str | None:
-    """Why :func:`load_library` cannot work here, or None. A library named by
-    ``$ARENACHECK_C_ARENA_LIB`` needs no compiler: failing to load it is an error."""
-    if os.environ.get(LIBRARY_ENV, "").strip():
-        return None
-    return compiler_unavailable_reason()
-
-
-# ------------------------------------------------------------ the VM through a backend
-
-
-class BackendBridge:
-    """A ``struct c_arena_vm`` whose functions call a :class:`Backend`.
-
-    An exception cannot cross the C frames between a callback and the adapter, and ctypes
-    would print and drop it, returning 0, which the arena would take for success. So each
-    callback catches everything, keeps the exception in ``pending`` and returns a non-zero
-    code (the errno of an ``OSCallFailed``, else ``CALLBACK_RAISED``); the adapter
-    re-raises what is pending once the C call has returned.
-    The bridge owns the ctypes thunks, so it must live as long as the native handle.
-    """
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.pending: list[BaseException] = []
-        self.table = VmTable(
-            RESERVE_FN(self._reserve),
-            SPAN_FN(self._commit),
-            SPAN_FN(self._decommit),
-            SPAN_FN(self._release),
-        )
-
-    def take(self) -> list[BaseException]:
-        pending, self.pending = self.pending, []
-        return pending
-
-    def _failed(self, exc: BaseException) -> int:
-        self.pending.append(exc)
-        # The code as a C int would hold it (a Windows DWORD may not fit), and never 0:
-        # that would read as success.
-        code = ctypes.c_int(exc.code).value if isinstance(exc, OSCallFailed) else 0
-        return code if code != 0 else CALLBACK_RAISED
-
-    def _reserve(self, ctx: int | None, size: int, base: ctypes._Pointer[ctypes.c_uint64]) -> int:
-        try:
-            base[0] = self.backend.reserve(size)
-        except BaseException as e:  # kept and re-raised by the adapter, see above
-            return self._failed(e)
-        return 0
-
-    def _span(self, fn: Callable[[int, int], None], addr: int, size: int) -> int:
-        try:
-            fn(addr, size)
-        except BaseException as e:  # kept and re-raised by the adapter, see above
-            return self._failed(e)
-        return 0
-
-    def _commit(self, ctx: int | None, addr: int, size: int) -> int:
-        return self._span(self.backend.commit, addr, size)
-
-    def _decommit(self, ctx: int | None, addr: int, size: int) -> int:
-        return self._span(self.backend.decommit, addr, size)
-
-    def _release(self, ctx: int | None, addr: int, size: int) -> int:
-        return self._span(self.backend.release, addr, size)
-
-
-def memory_is_local(backend: Backend) -> bool:
-    """Whether ``backend``'s reservations are mapped in this process, so that native code
-    may touch them (the C arena writes its footer itself, and the adapter reads and writes
-    with ctypes). A backend may say so in a ``memory_in_process`` attribute; otherwise one
-    that keeps :class:`Backend`'s own in-process ``read`` and ``write`` is local, and a
-    wrapper (an ``inner`` backend) is what it wraps. A backend that reads and writes some
-    other way (over a pipe, into another process) is not: touching its addresses here would
-    fault or, worse, hit an unrelated mapping of this process."""
-    declared = getattr(backend, "memory_in_process", None)
-    if isinstance(declared, bool):
-        return declared
-    inner = getattr(backend, "inner", None)
-    if isinstance(inner, Backend):
-        return memory_is_local(inner)
-    kind = type(backend)
-    return kind.read is Backend.read and kind.write is Backend.write
-
-
-def _raise_pending(pending: list[BaseException]) -> NoReturn:
-    """Raise the last exception, chained to the earlier ones as Python itself would have
-    chained them had each later call run while handling the earlier failure."""
-    for earlier, later in pairwise(pending):
-        if later.__context__ is None:
-            later.__context__ = earlier
-    raise pending[-1]
 
 
 def _destroy_tombstone(lib: CArenaLibrary, handle: int, bridge: BackendBridge | None) -> None:
@@ -502,9 +61,6 @@ def _destroy_tombstone(lib: CArenaLibrary, handle: int, bridge: BackendBridge | 
     status, alive = lib.alive(handle)
     if status == Status.OK and not alive:
         lib.destroy(handle)
-
-
-# ------------------------------------------------------------------------ the arena
 
 
 class CArena:
@@ -571,7 +127,7 @@ class CArena:
                 ) from pending[-1]
             return arena
         if pending:
-            _raise_pending(pending)
+            raise_pending(pending)
         if status == Status.INVALID_LAYOUT:
             raise InvalidLayout(f"MIN_ALIGN must be 1, 2, 4, 8 or 16, not {min_align!r}")
         if status == Status.INVALID_ARGUMENT:
@@ -701,7 +257,7 @@ class CArena:
         status, addr = self._lib.alloc(self._handle, size, align)
         pending = self._take_pending()
         if any(not isinstance(e, OSCallFailed) for e in pending):
-            _raise_pending(pending)
+            raise_pending(pending)
         if status == Status.OK and not pending:
             return addr, None
         if status == Status.FULL and not pending:
@@ -749,7 +305,7 @@ class CArena:
         status = self._lib.free(self._handle)
         pending = self._take_pending()
         if pending and status != Status.OK:
-            _raise_pending(pending)
+            raise_pending(pending)
         if status == Status.OK and not pending:
             return
         if status == Status.DOUBLE_FREE and not pending:

@@ -29,18 +29,14 @@ import pytest
 from arenacheck.backends.recording import RecordingBackend
 from arenacheck.backends.registry import POSIX_NATIVE, WIN32_WINE, open_backend, unavailable_reason
 from arenacheck.harness.runner import run_machine
-from arenacheck.impl import c_arena
+from arenacheck.impl import c_build, c_load
 from arenacheck.impl.arena import FOOTER_MAGIC, Arena
 from arenacheck.impl.backend import Backend, OsSpan, SpanState
-from arenacheck.impl.c_arena import (
-    BackendBridge,
-    CArena,
-    CArenaLibrary,
-    CompileError,
-    NativeAbiViolation,
-    Status,
-    load_library,
-)
+from arenacheck.impl.c_abi import ABI_VERSION, CArenaLibrary, NativeAbiViolation, Status
+from arenacheck.impl.c_arena import CArena
+from arenacheck.impl.c_bridge import BackendBridge, memory_is_local
+from arenacheck.impl.c_build import CompileError
+from arenacheck.impl.c_load import load_library
 from arenacheck.impl.errors import (
     ArenaFull,
     DoubleFree,
@@ -73,7 +69,7 @@ def cc_required() -> bool:
 def library_or_skip() -> CArenaLibrary:
     """The library under test; where it cannot be built, skip with the reason, or fail
     when ARENACHECK_REQUIRE_CC asks for it."""
-    reason = c_arena.unavailable_reason()
+    reason = c_load.unavailable_reason()
     if reason is not None:
         if cc_required():
             pytest.fail(f"{REQUIRE_CC_ENV} is set, but the C arena cannot be built: {reason}")
@@ -511,20 +507,20 @@ def test_a_failed_release_keeps_the_arena_alive(
 
 
 def test_library_is_built_outside_the_source_tree(c_library: CArenaLibrary) -> None:
-    if os.environ.get(c_arena.LIBRARY_ENV):
-        pytest.skip(f"{c_arena.LIBRARY_ENV} names the library under test; nothing is built")
-    path = c_arena.build_library()
+    if os.environ.get(c_load.LIBRARY_ENV):
+        pytest.skip(f"{c_load.LIBRARY_ENV} names the library under test; nothing is built")
+    path = c_build.build_library()
     assert path == c_library.path
     assert not path.resolve().is_relative_to(ROOT)
-    assert c_library.abi_version == c_arena.ABI_VERSION
+    assert c_library.abi_version == ABI_VERSION
 
 
 def test_build_is_cached_and_safe_in_parallel(
     c_library: CArenaLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(c_arena.BUILD_DIR_ENV, str(tmp_path / "build"))
+    monkeypatch.setenv(c_build.BUILD_DIR_ENV, str(tmp_path / "build"))
     built: list[Path] = []
-    threads = [threading.Thread(target=lambda: built.append(c_arena.build_library())) for _ in "ab"]
+    threads = [threading.Thread(target=lambda: built.append(c_build.build_library())) for _ in "ab"]
     for t in threads:
         t.start()
     for t in threads:
@@ -532,7 +528,7 @@ def test_build_is_cached_and_safe_in_parallel(
     assert len(built) == 2 and built[0] == built[1]
     assert sorted(p.name for p in (tmp_path / "build").iterdir()) == [built[0].name]
     mtime = built[0].stat().st_mtime_ns
-    assert c_arena.build_library() == built[0]
+    assert c_build.build_library() == built[0]
     assert built[0].stat().st_mtime_ns == mtime, "an up-to-date library is not rebuilt"
     assert (tmp_path / "build").stat().st_mode & 0o077 == 0
 
@@ -543,9 +539,9 @@ def test_a_shared_build_directory_is_refused(
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    monkeypatch.setenv(c_arena.BUILD_DIR_ENV, str(shared))
+    monkeypatch.setenv(c_build.BUILD_DIR_ENV, str(shared))
     with pytest.raises(CompileError, match="not private"):
-        c_arena.build_library()
+        c_build.build_library()
 
 
 def test_a_compiler_that_fails_is_an_error_not_a_skip(
@@ -555,10 +551,10 @@ def test_a_compiler_that_fails_is_an_error_not_a_skip(
     if false is None:
         pytest.skip("no `false` executable to stand in for a broken compiler")
     monkeypatch.setenv("CC", false)
-    monkeypatch.setenv(c_arena.BUILD_DIR_ENV, str(tmp_path / "build"))
-    assert c_arena.compiler_unavailable_reason() is None
+    monkeypatch.setenv(c_build.BUILD_DIR_ENV, str(tmp_path / "build"))
+    assert c_build.compiler_unavailable_reason() is None
     with pytest.raises(CompileError, match="failed with status 1"):
-        c_arena.build_library()
+        c_build.build_library()
     assert list((tmp_path / "build").iterdir()) == [], "no partial library is left behind"
 
 
@@ -570,13 +566,13 @@ def test_a_compiler_that_fails_is_an_error_not_a_skip(
 def test_missing_compiler_skips_with_its_reason_or_fails_when_required(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.delenv(c_arena.LIBRARY_ENV, raising=False)
+    monkeypatch.delenv(c_load.LIBRARY_ENV, raising=False)
     monkeypatch.setenv("CC", "/nonexistent/cc -m64")
-    reason = c_arena.unavailable_reason()
+    reason = c_load.unavailable_reason()
     assert reason is not None and "/nonexistent/cc" in reason
     monkeypatch.delenv("CC")
     monkeypatch.setenv("PATH", "")
-    reason = c_arena.compiler_unavailable_reason()
+    reason = c_build.compiler_unavailable_reason()
     assert reason is not None and "no C compiler" in reason
     monkeypatch.setenv(REQUIRE_CC_ENV, "0")
     with pytest.raises(pytest.skip.Exception, match="no C compiler"):
@@ -587,7 +583,7 @@ def test_missing_compiler_skips_with_its_reason_or_fails_when_required(
 
 
 def compile_stub(tmp_path: Path, name: str, source: str) -> Path:
-    cc = c_arena.compiler_command()
+    cc = c_build.compiler_command()
     assert cc is not None
     src = tmp_path / f"{name}.c"
     src.write_text(source)
@@ -615,9 +611,9 @@ def test_another_library_with_the_abi_is_loaded_by_path(
 ) -> None:
     copy = tmp_path / "libmine.so"
     shutil.copyfile(c_library.path, copy)
-    monkeypatch.setenv(c_arena.LIBRARY_ENV, str(copy))
+    monkeypatch.setenv(c_load.LIBRARY_ENV, str(copy))
     monkeypatch.setenv("CC", "/nonexistent/cc")
-    assert c_arena.unavailable_reason() is None, "a named library needs no compiler"
+    assert c_load.unavailable_reason() is None, "a named library needs no compiler"
     lib = load_library()
     assert lib.path == copy.resolve() and lib is not c_library
     arena = CArena.new(posix_backend, small_geometry(posix_backend), library=lib)
@@ -640,9 +636,9 @@ class RemoteMemoryBackend(PosixBackend):
 def test_a_backend_with_remote_memory_is_refused(
     c_library: CArenaLibrary, posix_backend: RecordingBackend
 ) -> None:
-    assert c_arena.memory_is_local(posix_backend)
+    assert memory_is_local(posix_backend)
     remote = RecordingBackend(RemoteMemoryBackend())
-    assert not c_arena.memory_is_local(remote)
+    assert not memory_is_local(remote)
     with pytest.raises(InvalidArgumentType, match="outside this process"):
         CArena.new(remote, small_geometry(remote), library=c_library)
     assert calls(remote) == [], "refused before any OS call"
