@@ -26,6 +26,7 @@ examples through a Redis server (the ``redis`` extra), and
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, Verbosity, settings
@@ -90,7 +91,11 @@ def _profile(
 ) -> settings:
     # derandomize stays off: Hypothesis forbids it together with a database; the ci
     # profile gets its determinism from a fixed seed per machine instead (runner.py).
+    # Hypothesis's own defaults are the parent, not the profile the project loaded: a
+    # setting left out here must not come from the project (its ``backend``, say).
     return settings(
+        settings.get_profile("default"),
+        backend="hypothesis",
         max_examples=max_examples,
         stateful_step_count=steps,
         deadline=None,
@@ -105,11 +110,24 @@ def _profile(
 
 
 _PROJECT_ROOT: list[Path] = []
+PLUGIN_MODULE = "arenacheck.harness.pytest_plugin"
 
 
 def set_project_root(root: Path) -> None:
-    """The invoking project's root (pytest's rootdir), which holds its ``.hypothesis/``."""
+    """The invoking project's root, which holds its ``.hypothesis/``; under pytest it is
+    the session's rootdir without being set."""
     _PROJECT_ROOT[:] = [root]
+
+
+def project_root() -> Path:
+    """The root set here, else the rootdir of the pytest session running in this process
+    (with arenacheck's plugin loaded), else the working directory."""
+    if _PROJECT_ROOT:
+        return _PROJECT_ROOT[0]
+    # Looked up, not imported: outside pytest neither pytest nor the plugin gets loaded.
+    plugin = sys.modules.get(PLUGIN_MODULE)
+    root = getattr(plugin, "session_root", lambda: None)()
+    return root if isinstance(root, Path) else Path.cwd()
 
 
 def local_database_dir() -> Path:
@@ -117,8 +135,7 @@ def local_database_dir() -> Path:
     chosen = os.environ.get(DATABASE_DIR_ENV)
     if chosen:
         return Path(chosen)
-    root = _PROJECT_ROOT[0] if _PROJECT_ROOT else Path.cwd()
-    return root / DATABASE_SUBDIR
+    return project_root() / DATABASE_SUBDIR
 
 
 def register_profiles(database_spec: str | None = None) -> None:

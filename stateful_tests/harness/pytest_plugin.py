@@ -12,6 +12,7 @@ with ``arenacheck_header``). Tests ask for ``arenacheck_backend`` to run once pe
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -78,14 +79,23 @@ def in_use(config: pytest.Config) -> bool:
     )
 
 
+_SESSION_ROOT: list[Path] = []
+
+
+def session_root() -> Path | None:
+    """The rootdir of the session under way: the project whose ``.hypothesis/`` holds
+    arenacheck's example database (``profiles.project_root`` asks)."""
+    return _SESSION_ROOT[0] if _SESSION_ROOT else None
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # Kept, not acted on: a test may use arenacheck with no option given, and its examples
+    # still belong to the project pytest runs in, wherever the working directory is.
+    _SESSION_ROOT[:] = [config.rootpath]
     if not in_use(config):
         return
     from arenacheck.harness.plugins import PluginError, load_factory
-    from arenacheck.harness.profiles import set_project_root
 
-    # arenacheck's example database belongs to the project pytest runs in.
-    set_project_root(config.rootpath)
     unknown = [n for n in selected_backends(config) + required_backends() if n not in BACKEND_NAMES]
     if unknown:
         raise pytest.UsageError(
@@ -102,6 +112,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"{REQUIRE_ENV} requires {', '.join(unselected)}, which {BACKEND_OPTION} left out"
         )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _SESSION_ROOT.clear()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
