@@ -8,48 +8,24 @@ range. Invariant: a backend method either does exactly what it says or raises
 from __future__ import annotations
 
 import ctypes
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
+# The span types are the model's; importers of this module still find them here.
+from arenacheck.model.spans import OsSpan, SpanState, merge_spans
 
-class SpanState(enum.Enum):
-    FREE = "free"
-    RESERVED = "reserved"
-    COMMITTED = "committed"
+if TYPE_CHECKING:
+    from arenacheck.impl.win_kernel32 import Kernel32
 
-
-class OsSpan(NamedTuple):
-    """A run of pages in one state, as the OS reports it; ``prot`` as in /proc maps.
-
-    A tuple, not a dataclass: every step builds and compares a few of these per arena."""
-
-    start: int
-    end: int
-    state: SpanState
-    prot: str = "---"
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
-
-
-def merge_spans(spans: list[OsSpan]) -> list[OsSpan]:
-    """Join adjacent spans with equal state and protection (the OS may split them)."""
-    out: list[OsSpan] = []
-    for span in spans:
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and last.end == span.start
-            and last.state is span.state
-            and last.prot == span.prot
-        ):
-            out[-1] = OsSpan(last.start, span.end, span.state, span.prot)
-        else:
-            out.append(span)
-    return out
+__all__ = [
+    "Backend",
+    "OsSpan",
+    "SpanState",
+    "merge_spans",
+    "prot_letters",
+    "spans_of",
+]
 
 
 # "r", "w", "x" or "-" for each protection whose read, write and execute bits are 1, 2, 4:
@@ -110,6 +86,16 @@ class Backend(ABC):
     # Whether the calls act on this Python process's own address space, where the
     # interpreter itself allocates at any moment (between a check and a call included).
     acts_in_this_process: bool = True
+
+    @property
+    def kernel32(self) -> Kernel32 | None:
+        """The Windows kernel32 this backend calls through, or None where there is none.
+
+        The capability beside the calls: through it the harness tells the OS family apart
+        and reads the emulated kernel's commit charge, and an implementation may call
+        kernel32 itself. A wrapper answers with the kernel32 of the backend it wraps.
+        """
+        return None
 
     @abstractmethod
     def reserve(self, size: int) -> int:

@@ -78,6 +78,10 @@ class WindowsBackend(Backend):
         self.min_address = int(info.lpMinimumApplicationAddress or 0)
         self.max_address = int(info.lpMaximumApplicationAddress or 0)
 
+    @property
+    def kernel32(self) -> Kernel32:
+        return self.k32
+
     def call(self, fn: Any, *args: object) -> tuple[int, int]:
         """Call ``fn``; its return value (NULL as 0) and the last error it left."""
         self.k32.set_last_error(LAST_ERROR_SENTINEL)

@@ -17,6 +17,7 @@ from functools import cached_property
 
 from arenacheck.model.arith import ISIZE_MAX, MASK64, is_power_of_two, round_down, round_up, wrap
 from arenacheck.model.geometry import Geometry
+from arenacheck.model.spans import OsSpan, SpanState, merge_spans
 
 MIN_ALIGNS = (1, 2, 4, 8, 16)
 
@@ -99,6 +100,10 @@ class ArenaModel:
     alive: bool = field(init=False, default=True)
     allocations: list[tuple[int, int]] = field(init=False, default_factory=list)
     grows: int = field(init=False, default=0)
+    # The last expected view and the S it was built for: nothing else in it ever changes.
+    _view: tuple[int, list[OsSpan]] | None = field(
+        init=False, default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.min_align not in MIN_ALIGNS:
@@ -228,6 +233,24 @@ class ArenaModel:
         self.alive = False
         self.allocations.clear()
         return self.release_call()
+
+    # ---------------------------------------------------------------- OS view
+
+    def expected_view(self) -> list[OsSpan]:
+        """docs/ARENA.md 6.6: what the OS must show of the reservation of a live arena:
+        exactly [S, C + CONTAINER_SIZE) committed read-write, the rest reserved.
+
+        Built again only when S has moved since the last call; the list returned is shared
+        between calls and must not be changed.
+        """
+        if self._view is None or self._view[0] != self.start:
+            spans = [
+                OsSpan(self.reservation, self.start, SpanState.RESERVED),
+                OsSpan(self.start, self.container_end, SpanState.COMMITTED, "rw-"),
+                OsSpan(self.container_end, self.reservation_end, SpanState.RESERVED),
+            ]
+            self._view = (self.start, merge_spans([s for s in spans if s.size > 0]))
+        return self._view[1]
 
     # ------------------------------------------------------------- invariants
 

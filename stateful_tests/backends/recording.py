@@ -15,9 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from arenacheck.impl.backend import Backend, OsSpan
+from arenacheck.backends.wrapper import BackendWrapper
+from arenacheck.faults.injector import Fault, FaultInjector, InjectedFault
+from arenacheck.impl.backend import Backend
 from arenacheck.impl.errors import OSCallFailed
 from arenacheck.model.arena import OsCall, OsOp
+from arenacheck.model.spans import OsSpan
 
 
 class FenceViolation(AssertionError):
@@ -32,36 +35,28 @@ class LoggedCall:
     injected: bool = False
 
 
-class RecordingBackend(Backend):
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.page = inner.page
-        self.granularity = inner.granularity
-        self.partial_release = inner.partial_release
+class RecordingBackend(BackendWrapper):
+    """Logs every call it makes for the implementation and fences off the dangerous ones.
+
+    Its calls reach ``inner`` through a :class:`FaultInjector`, so that ``arm`` can fail
+    any of them before the OS sees it; the log marks such a call ``injected``. With
+    ``keep_release_views`` it also keeps, for each reservation it released, the OS's view
+    of the range taken right after the release, before anything else in the process (a
+    thread's stack, the Python heap) can be mapped there.
+    """
+
+    def __init__(self, inner: Backend, keep_release_views: bool = False) -> None:
+        super().__init__(inner)
+        self.faults = FaultInjector(inner)
         self.log: list[LoggedCall] = []
         self.live: dict[int, int] = {}
         self.fence_tripped = False
-        self._armed: list[int] | None = None
+        self.release_views: dict[int, list[OsSpan]] = {}
+        self._keep_release_views = keep_release_views
 
     def arm(self, after: int, code: int) -> None:
         """Make the OS call after ``after`` more calls fail with ``code``, without the OS."""
-        self._armed = [after, code]
-
-    @property
-    def armed(self) -> bool:
-        return self._armed is not None
-
-    def _inject(self, call: OsCall) -> None:
-        if self._armed is None:
-            return
-        if self._armed[0] > 0:
-            self._armed[0] -= 1
-            return
-        code = self._armed[1]
-        self._armed = None
-        self.log.append(LoggedCall(call, code, injected=True))
-        raise OSCallFailed(call.op.value, code, "injected fault")
+        self.faults.arm(Fault(after + 1, code))
 
     def calls(self) -> list[OsCall]:
         return [entry.call for entry in self.log]
@@ -84,47 +79,50 @@ class RecordingBackend(Backend):
                 "the call was not made"
             )
 
-    def _run(self, call: OsCall, fn: object, *args: int) -> None:
-        self._inject(call)
+    def _failed(self, call: OsCall, error: OSCallFailed) -> None:
+        self.log.append(LoggedCall(call, error.code, injected=isinstance(error, InjectedFault)))
+
+    def _run(self, call: OsCall, fn: Callable[[int, int], None], addr: int, size: int) -> None:
         try:
-            fn(*args)  # type: ignore[operator]
+            fn(addr, size)
         except OSCallFailed as e:
-            self.log.append(LoggedCall(call, e.code))
+            self._failed(call, e)
             raise
         self.log.append(LoggedCall(call))
 
     def _reserve(self, op: OsOp, size: int, fn: Callable[[int], int]) -> int:
         call = OsCall(op, None, size)
-        self._inject(call)
         try:
             base = fn(size)
         except OSCallFailed as e:
-            self.log.append(LoggedCall(call, e.code))
+            self._failed(call, e)
             raise
         self.log.append(LoggedCall(call, result=base))
         self.live[base] = size
         return base
 
     def reserve(self, size: int) -> int:
-        return self._reserve(OsOp.RESERVE, size, self.inner.reserve)
+        return self._reserve(OsOp.RESERVE, size, self.faults.reserve)
 
     def reserve_committed(self, size: int) -> int:
-        return self._reserve(OsOp.RESERVE_COMMITTED, size, self.inner.reserve_committed)
+        return self._reserve(OsOp.RESERVE_COMMITTED, size, self.faults.reserve_committed)
 
     def commit(self, addr: int, size: int) -> None:
         call = OsCall(OsOp.COMMIT, addr, size)
         self._fenced(call)
-        self._run(call, self.inner.commit, addr, size)
+        self._run(call, self.faults.commit, addr, size)
 
     def decommit(self, addr: int, size: int) -> None:
         call = OsCall(OsOp.DECOMMIT, addr, size)
         self._fenced(call)
-        self._run(call, self.inner.decommit, addr, size)
+        self._run(call, self.faults.decommit, addr, size)
 
     def release(self, addr: int, size: int) -> None:
         call = OsCall(OsOp.RELEASE, addr, size)
         self._fenced(call)
-        self._run(call, self.inner.release, addr, size)
+        self._run(call, self.faults.release, addr, size)
+        if self._keep_release_views:
+            self.release_views[addr] = self.inner.query(addr, addr + size)
         self._forget(addr, addr + size)
 
     def _forget(self, lo: int, hi: int) -> None:
@@ -142,8 +140,11 @@ class RecordingBackend(Backend):
     def reserve_at(self, addr: int, size: int) -> bool:
         """Logged with error -1 when the range was taken (the OS call made no change)."""
         call = OsCall(OsOp.RESERVE_AT, addr, size)
-        self._inject(call)
-        ok = self.inner.reserve_at(addr, size)
+        try:
+            ok = self.faults.reserve_at(addr, size)
+        except InjectedFault as e:  # the OS itself answers a taken range with False
+            self._failed(call, e)
+            raise
         self.log.append(LoggedCall(call, None if ok else -1, addr if ok else None))
         if ok:
             self.live[addr] = size

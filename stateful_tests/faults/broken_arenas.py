@@ -6,6 +6,7 @@ is missing.
 
 from __future__ import annotations
 
+from arenacheck.harness.plugins import ArenaFactory
 from arenacheck.impl.arena import Arena
 from arenacheck.impl.backend import Backend
 from arenacheck.model.geometry import Geometry
@@ -52,7 +53,7 @@ class WritesBelowStart(Arena):
         return addr
 
 
-def factory(cls: type[Arena]) -> object:
+def factory(cls: type[Arena]) -> ArenaFactory:
     def make(backend: Backend, geometry: Geometry, min_align: int) -> Arena:
         return cls.new(backend, geometry, min_align)
 

@@ -25,12 +25,6 @@ _U64 = (1 << 64) - 1
 _ISIZE_MAX = (1 << 63) - 1
 
 
-def _kernel32(backend: Backend) -> object | None:
-    """The kernel32 behind a (possibly wrapped) Windows backend, else None."""
-    inner = getattr(backend, "inner", backend)
-    return getattr(inner, "k32", None)
-
-
 class WrongAlignModulus(Arena):
     """Alignment offset computed modulo the wrong constant (the granularity, not 4 GiB)."""
 
@@ -162,13 +156,13 @@ class ReleaseWithSize(Arena):
     """API misuse: VirtualFree(MEM_RELEASE) given the reservation's size instead of 0."""
 
     def _release(self) -> None:
-        k32 = _kernel32(self._backend)
+        k32 = self._backend.kernel32
         if k32 is None:
             super()._release()  # munmap does take the size
             return
         size = self._geometry.reserved_size
-        if not k32.VirtualFree(self._reservation, size, MEM_RELEASE):  # type: ignore[attr-defined]
-            raise OSCallFailed("VirtualFree", k32.get_last_error())  # type: ignore[attr-defined]
+        if not k32.VirtualFree(self._reservation, size, MEM_RELEASE):
+            raise OSCallFailed("VirtualFree", k32.get_last_error())
         self._alive = False
 
 

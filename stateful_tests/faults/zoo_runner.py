@@ -36,7 +36,7 @@ class ZooResult:
 
 def check_name(error: BaseException) -> str:
     from arenacheck.backends.recording import FenceViolation
-    from arenacheck.machines.arena import Divergence
+    from arenacheck.machines.oracle import Divergence
 
     if isinstance(error, Divergence):
         return error.check or "divergence"

@@ -8,11 +8,64 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+from arenacheck.impl.backend import Backend
+from arenacheck.model.geometry import Geometry
 
 DEFAULT_IMPL = "arenacheck.impl.arena:Arena"
 
-ArenaFactory = Callable[..., Any]
+
+class ArenaLike(Protocol):
+    """What the harness asks of an arena under test (``impl.arena.Arena`` is one).
+
+    The addresses are docs/ARENA.md's R, C, S, P and F. ``start``, ``cursor``,
+    ``committed_bytes`` and every method but ``free`` refuse a freed arena with
+    ``UseAfterFree``; ``free`` refuses a second time with ``DoubleFree``; a bad layout is
+    ``InvalidLayout``, an argument of the wrong type ``InvalidArgumentType``, a read or
+    write outside ``[P, F)`` ``OutOfBounds``, and a refused OS call ``OSCallFailed``.
+    """
+
+    @property
+    def reservation(self) -> int: ...
+
+    @property
+    def container(self) -> int: ...
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def cursor(self) -> int: ...
+
+    @property
+    def footer(self) -> int: ...
+
+    @property
+    def committed_bytes(self) -> int: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+    def try_alloc(self, size: object, align: object = 1) -> int | None:
+        """The address of ``size`` fresh bytes aligned on ``align``, or None when full."""
+        ...
+
+    def alloc(self, size: object, align: object = 1) -> int:
+        """As ``try_alloc``, but a full arena raises ``ArenaFull``."""
+        ...
+
+    def reset(self) -> None: ...
+
+    def free(self) -> None: ...
+
+    def read(self, addr: object, n: object) -> bytes: ...
+
+    def write(self, addr: object, data: object) -> None: ...
+
+
+# ``(backend, geometry, min_align) -> arena``; ``impl.arena.Arena.new`` is the built-in one.
+ArenaFactory = Callable[[Backend, Geometry, int], ArenaLike]
 
 
 class PluginError(ValueError):

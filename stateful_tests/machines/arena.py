@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import itertools
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NoReturn, cast
+from typing import Any, ClassVar, cast
 
 from arenacheck.backends.isolation import child_backend
 from arenacheck.backends.recording import RecordingBackend
 from arenacheck.backends.registry import WIN32_EMULATED, open_backend
 from arenacheck.backends.standin import EmulatedKernel32
-from arenacheck.harness.plugins import DEFAULT_IMPL, load_factory
+from arenacheck.harness.plugins import DEFAULT_IMPL, ArenaFactory, ArenaLike, load_factory
 from arenacheck.impl.arena import Arena
-from arenacheck.impl.backend import Backend, OsSpan, SpanState, merge_spans
+from arenacheck.impl.backend import Backend
 from arenacheck.impl.errors import (
     ArenaFull,
     DoubleFree,
@@ -33,7 +32,19 @@ from arenacheck.impl.errors import (
     UseAfterFree,
 )
 from arenacheck.impl.win_backend import WindowsBackend
+from arenacheck.impl.win_kernel32 import Kernel32
 from arenacheck.machines.labels import label
+from arenacheck.machines.oracle import (
+    Divergence,
+    confirm_committed,
+    describe,
+    expect,
+    expect_commit_charge,
+    expect_view,
+    fail,
+    pattern,
+    pattern_chunks,
+)
 from arenacheck.machines.sizes import BAD_LAYOUTS, SizeSpec, aligns, sizes
 from arenacheck.model.arena import (
     MIN_ALIGNS,
@@ -46,11 +57,13 @@ from arenacheck.model.arena import (
 )
 from arenacheck.model.arith import round_down, round_up
 from arenacheck.model.geometry import Geometry, geometry_named
+from arenacheck.model.spans import OsSpan, SpanState
 from arenacheck.record.picture import strips
 from arenacheck.record.trace import traced
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
+    MultipleResults,
     RuleBasedStateMachine,
     consumes,
     invariant,
@@ -59,14 +72,11 @@ from hypothesis.stateful import (
     rule,
 )
 
-ArenaFactory = Callable[[Backend, Geometry, int], Any]
 MAX_LIVE_ARENAS = 3
 _PLACES = ("below P", "at F", "across F", "null", "top", "str addr")
 BAD_ACCESSES = tuple(("read", w) for w in (*_PLACES, "negative length", "float length")) + tuple(
     ("write", w) for w in (*_PLACES, "str data")
 )
-PATTERN_CHUNK = 256
-
 
 # Every one of these must fire in a campaign: a label that never fires marks a part of the
 # arena the campaign never reached.
@@ -91,63 +101,17 @@ REQUIRED_LABELS = (
 )
 
 
-class Divergence(AssertionError):
-    """The implementation or the OS disagrees with the model; ``check`` names the check."""
-
-    def __init__(self, message: str, check: str = "") -> None:
-        super().__init__(message)
-        self.check = check
-
-
-def expect(ok: bool, message: str) -> None:
-    if not ok:
-        raise Divergence(message, sys._getframe(1).f_code.co_name)
-
-
-def fail(message: str) -> NoReturn:
-    """A check failed. Checks run after every step call this only once they know, so the
-    message (addresses, pictures of spans) is formatted for failures alone."""
-    raise Divergence(message, sys._getframe(1).f_code.co_name)
-
-
-def pattern(seed: int, n: int) -> bytes:
-    return bytes((seed * 131 + i * 7 + 1) & 0xFF for i in range(n))
-
-
-def expected_view(model: ArenaModel) -> list[OsSpan]:
-    """docs/ARENA.md 6.6: exactly [S, C + CONTAINER_SIZE) committed read-write, the rest reserved."""
-    spans = [
-        OsSpan(model.reservation, model.start, SpanState.RESERVED),
-        OsSpan(model.start, model.container_end, SpanState.COMMITTED, "rw-"),
-        OsSpan(model.container_end, model.reservation_end, SpanState.RESERVED),
-    ]
-    return merge_spans([s for s in spans if s.size > 0])
-
-
-def describe(spans: list[OsSpan], origin: int) -> str:
-    return ", ".join(
-        f"[+{s.start - origin:#x}, +{s.end - origin:#x}) {s.state.value} {s.prot}" for s in spans
-    )
-
-
 @dataclass(eq=False)
 class ArenaHandle:
     """One arena as the machine tracks it: the implementation and its model side by side."""
 
     number: int
-    impl: Any
+    impl: ArenaLike
     model: ArenaModel
     footer: bytes
     epoch: int = 0
     # Allocations made since the last reset, whose written bytes must survive.
     written: list[AllocHandle] = field(default_factory=list)
-    _view: tuple[int, list[OsSpan]] | None = None
-
-    def expected_view(self) -> list[OsSpan]:
-        """``expected_view(model)``, rebuilt only when S moved: nothing else in it changes."""
-        if self._view is None or self._view[0] != self.model.start:
-            self._view = (self.model.start, expected_view(self.model))
-        return self._view[1]
 
     @property
     def trace_name(self) -> str:
@@ -184,7 +148,9 @@ class ArenaMachine(RuleBasedStateMachine):
     backend_name: ClassVar[str] = "posix-native"
     geometry_name: ClassVar[str] = "small"
     min_aligns: ClassVar[tuple[int, ...]] = MIN_ALIGNS
-    arena_factory: ClassVar[staticmethod[[Backend, Geometry, int], Any]] = staticmethod(Arena.new)
+    arena_factory: ClassVar[staticmethod[[Backend, Geometry, int], ArenaLike]] = staticmethod(
+        Arena.new
+    )
     arena_impl: ClassVar[str | None] = None
     commit_limit: ClassVar[int | None] = None
     isolated: ClassVar[bool] = False
@@ -197,6 +163,8 @@ class ArenaMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.backend = self.open_recording_backend()
+        # In a child process the kernel32 is the child's: none is reachable from here.
+        self.kernel32: Kernel32 | None = None if self.isolated else self.backend.kernel32
         b = self.backend
         self.geometry = geometry_named(self.geometry_name, b.page, b.granularity)
         self.handles: list[ArenaHandle] = []
@@ -234,7 +202,7 @@ class ArenaMachine(RuleBasedStateMachine):
         for h in self.handles:
             m = h.model
             lo, hi = m.reservation, m.reservation_end
-            model_view = expected_view(m) if m.alive else [OsSpan(lo, hi, SpanState.FREE)]
+            model_view = m.expected_view() if m.alive else [OsSpan(lo, hi, SpanState.FREE)]
             labels = {"R": lo, "C": m.container, "S": m.start, "P": m.cursor, "F": m.footer}
             if h.model.alive:
                 labels.update(impl_S=h.impl.start, impl_P=h.impl.cursor)
@@ -262,19 +230,6 @@ class ArenaMachine(RuleBasedStateMachine):
             if c.addr is not None and (c.addr % page or c.size <= 0 or c.size % page):
                 fail(f"{what}: {c} is not page-granular")
 
-    def confirm_committed(self, handle: ArenaHandle, lo: int, hi: int) -> None:
-        """Model and OS both say ``[lo, hi)`` is committed read-write, or fail before touching."""
-        m = handle.model
-        if not (m.start <= lo and hi <= m.container_end):
-            fail(f"{handle}: model says [{lo:#x}, {hi:#x}) is not committed")
-        page = self.geometry.page
-        view = self.backend.query(round_down(lo, page), round_up(hi, page))
-        if not all(s.state is SpanState.COMMITTED and "w" in s.prot for s in view):
-            fail(
-                f"{handle}: the OS does not show [{lo:#x}, {hi:#x}) committed read-write: "
-                f"{describe(view, m.container)}"
-            )
-
     def check_unchanged(self, handle: ArenaHandle, before: tuple[int, int], what: str) -> None:
         impl = handle.impl
         expect(
@@ -287,18 +242,19 @@ class ArenaMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.live_arenas()) < MAX_LIVE_ARENAS)
     @rule(target=arenas, min_align=st.sampled_from(MIN_ALIGNS))
     @traced
-    def new_arena(self, min_align: int) -> ArenaHandle:
+    def new_arena(self, min_align: int) -> ArenaHandle | MultipleResults[ArenaHandle]:
         return self.create_arena(min_align)
 
     def emulated_commit(self) -> tuple[int, int] | None:
         """(bytes committed, limit) of an emulated kernel with a commit limit, else None."""
-        k32 = getattr(self.backend.inner, "k32", None)
+        k32 = self.kernel32
         if isinstance(k32, EmulatedKernel32) and k32.model.commit_limit is not None:
             return k32.model.committed_bytes, k32.model.commit_limit
         return None
 
-    def create_arena(self, min_align: int) -> ArenaHandle | Any:
+    def create_arena(self, min_align: int) -> ArenaHandle | MultipleResults[ArenaHandle]:
         charge = self.emulated_commit()
+        impl: ArenaLike
         try:
             if self.isolated:
                 spec = self.arena_impl or DEFAULT_IMPL
@@ -347,7 +303,9 @@ class ArenaMachine(RuleBasedStateMachine):
             return [e.call for e in self.backend.log]
         return ArenaModel.creation_calls(g, first.result, TIGHT, self.backend.partial_release)
 
-    def creation_failed(self, error: OSCallFailed, charge: tuple[int, int] | None) -> Any:
+    def creation_failed(
+        self, error: OSCallFailed, charge: tuple[int, int] | None
+    ) -> MultipleResults[ArenaHandle]:
         """Creation may fail only where the OS refused a call: then nothing may stay reserved."""
         log = self.backend.take_log()
         failed = next((e for e in log if e.error is not None), None)
@@ -403,7 +361,9 @@ class ArenaMachine(RuleBasedStateMachine):
         fallible=st.booleans(),
     )
     @traced
-    def alloc(self, arena: ArenaHandle, spec: SizeSpec, align: int, fallible: bool) -> Any:
+    def alloc(
+        self, arena: ArenaHandle, spec: SizeSpec, align: int, fallible: bool
+    ) -> AllocHandle | MultipleResults[AllocHandle]:
         size = spec.resolve(arena.model)
         plan = arena.model.plan_alloc(size, align)
         before = (arena.impl.start, arena.impl.cursor)
@@ -480,12 +440,10 @@ class ArenaMachine(RuleBasedStateMachine):
     def write_pattern(self, alloc: AllocHandle, seed: int) -> None:
         if not alloc.live or alloc.size == 0:
             return
-        # Head and tail chunks, never overlapping: the tail only once both fit side by side.
-        offsets = [0] if alloc.size < 2 * PATTERN_CHUNK else [0, alloc.size - PATTERN_CHUNK]
-        for offset in offsets:
-            n = min(PATTERN_CHUNK, alloc.size - offset)
+        for offset, n in pattern_chunks(alloc.size):
             data = pattern(seed + offset, n)
-            self.confirm_committed(alloc.arena, alloc.addr + offset, alloc.addr + offset + n)
+            lo = alloc.addr + offset
+            confirm_committed(self.backend, str(alloc.arena), alloc.arena.model, lo, lo + n)
             alloc.arena.impl.write(alloc.addr + offset, data)
             alloc.chunks[offset] = data
             label("write")
@@ -499,7 +457,7 @@ class ArenaMachine(RuleBasedStateMachine):
             return
         for offset, data in alloc.chunks.items():
             lo = alloc.addr + offset
-            self.confirm_committed(alloc.arena, lo, lo + len(data))
+            confirm_committed(self.backend, str(alloc.arena), alloc.arena.model, lo, lo + len(data))
             got = alloc.arena.impl.read(lo, len(data))
             expect(got == data, f"{alloc}: read at +{offset} returned other bytes")
 
@@ -517,7 +475,7 @@ class ArenaMachine(RuleBasedStateMachine):
     @rule(target=dead, arena=consumes(arenas))
     @traced
     def free(self, arena: ArenaHandle) -> ArenaHandle:
-        layout = {(s.start, s.end) for s in expected_view(arena.model)}
+        layout = {(s.start, s.end) for s in arena.model.expected_view()}
         try:
             arena.impl.free()
         except OSCallFailed as error:
@@ -676,12 +634,7 @@ class ArenaMachine(RuleBasedStateMachine):
         for problem in m.invariant_violations():
             fail(f"{handle}: {problem}")
         view = self.backend.query(m.reservation, m.reservation_end)
-        expected = handle.expected_view()
-        if view != expected:
-            fail(
-                f"{handle}: the OS shows {describe(view, m.container)}; "
-                f"model expects {describe(expected, m.container)}"
-            )
+        expect_view(str(handle), view, m.expected_view(), m.container)
         if self.backend.read(m.footer, 16) != handle.footer:
             fail(f"{handle}: the footer at F was overwritten")
 
@@ -731,16 +684,14 @@ class ArenaMachine(RuleBasedStateMachine):
 
     def check_commit_charge(self) -> None:
         """docs/ARENA.md 6.7, where the charge is observable: the emulated kernel's commit count."""
-        k32 = getattr(self.backend.inner, "k32", None)
-        if isinstance(k32, EmulatedKernel32):
-            want = sum(h.model.committed_bytes for h in self.live_arenas())
-            got = k32.model.committed_bytes
-            if got != want:
-                fail(f"commit charge is {got}, the live arenas account for {want}")
-            for h in self.live_arenas():
-                problems = k32.host_disagreements(h.model.reservation, h.model.reservation_end)
-                if problems:
-                    fail(f"{h}: {problems}")
+        if self.kernel32 is None:
+            return
+        live = self.live_arenas()
+        expect_commit_charge(
+            self.kernel32,
+            sum(h.model.committed_bytes for h in live),
+            [(str(h), h.model.reservation, h.model.reservation_end) for h in live],
+        )
 
     def teardown(self) -> None:
         """Give back every reservation still held, without the implementation's help.
@@ -769,8 +720,7 @@ class FaultMachine(ArenaMachine):
     @rule(after=st.integers(0, 2), code=st.integers(0, 3))
     @traced
     def arm_fault(self, after: int, code: int) -> None:
-        windows = getattr(self.backend.inner, "k32", None) is not None
-        codes = WINDOWS_FAULTS if windows else POSIX_FAULTS
+        codes = POSIX_FAULTS if self.kernel32 is None else WINDOWS_FAULTS
         self.backend.arm(after, codes[code % len(codes)])
 
 
@@ -808,7 +758,9 @@ def machine_for(
         @precondition(lambda self: len(self.live_arenas()) < MAX_LIVE_ARENAS)
         @rule(target=ArenaMachine.arenas, min_align=st.sampled_from(min_aligns))
         @traced
-        def new_arena(self: ArenaMachine, min_align: int) -> ArenaHandle:
+        def new_arena(
+            self: ArenaMachine, min_align: int
+        ) -> ArenaHandle | MultipleResults[ArenaHandle]:
             return self.create_arena(min_align)
 
         attrs["new_arena"] = new_arena

@@ -19,25 +19,19 @@ once, and only after both owners let go.
 
 from __future__ import annotations
 
-import faulthandler
 import queue
-import random
-import tempfile
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from arenacheck.backends.recording import LoggedCall, RecordingBackend
-from arenacheck.backends.registry import family, open_backend
-from arenacheck.backends.standin import EmulatedKernel32
-from arenacheck.impl.backend import Backend, OsSpan, SpanState
+from arenacheck.backends.registry import open_backend
+from arenacheck.faults.injector import CREATIONS, creation_fault
 from arenacheck.impl.errors import (
     ArenaFull,
     InvalidLayout,
-    OSCallFailed,
     PoolClosed,
     PoolCreationFailed,
     PoolEmpty,
@@ -46,11 +40,21 @@ from arenacheck.impl.errors import (
     UseAfterFree,
 )
 from arenacheck.impl.pool import ArenaPool, PoolArena, Release
-from arenacheck.machines.arena import PATTERN_CHUNK, Divergence, describe, expected_view, pattern
 from arenacheck.machines.labels import label
+from arenacheck.machines.oracle import (
+    confirm_committed,
+    describe,
+    divergence_in_flight,
+    expect,
+    expect_commit_charge,
+    expect_view,
+    fail,
+    pattern,
+    pattern_chunks,
+)
+from arenacheck.machines.pool_sync import RecordingCondition, thread_stacks
 from arenacheck.machines.sizes import SizeSpec, aligns, sizes
 from arenacheck.model.arena import MIN_ALIGNS, ArenaModel, OsCall, OsOp, Outcome
-from arenacheck.model.arith import round_down, round_up
 from arenacheck.model.geometry import Geometry, geometry_named
 from arenacheck.model.pool import (
     METADATA_BYTES,
@@ -67,8 +71,7 @@ from arenacheck.model.pool import (
     plan_creation,
 )
 from arenacheck.model.pool import Owner as ModelOwner
-from arenacheck.model.posix_constants import ENOMEM
-from arenacheck.model.win_constants import ERROR_COMMITMENT_LIMIT
+from arenacheck.model.spans import OsSpan, SpanState
 from arenacheck.record.trace import traced
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -83,183 +86,6 @@ PoolFactory = Callable[..., ArenaPool]
 MAX_THREADS = 4
 # Only reached when something hangs; a correct pool answers in microseconds.
 WATCHDOG_SECONDS = 20.0
-
-
-def thread_stacks() -> str:
-    """Every thread's stack, as faulthandler prints it."""
-    with tempfile.TemporaryFile(mode="w+") as f:
-        faulthandler.dump_traceback(f, all_threads=True)
-        f.seek(0)
-        return f.read()
-
-
-class RecordingCondition(threading.Condition):
-    """A condition variable that counts the threads inside ``wait`` and the wake-ups owed.
-
-    ``in_wait`` and ``pending`` change only with the lock held, so an observer that holds
-    the lock sees them consistent: ``pending == 0`` with threads waiting means nobody will
-    wake them (CPython's Condition has no spurious wake-ups). Every change bumps a version
-    that observers wait on, on a second lock, so observing never takes a wake-up away.
-    """
-
-    def __init__(self, jitter: float = 0.0, seed: int = 0) -> None:
-        super().__init__(threading.RLock())
-        self.in_wait = 0
-        self.pending = 0
-        self._observed = threading.Condition(threading.Lock())
-        self._version = 0
-        self._jitter = jitter
-        self._rng = random.Random(seed)
-
-    def __enter__(self) -> bool:
-        entered = super().__enter__()
-        # With jitter, half of the entries sleep up to ``jitter`` seconds holding the lock:
-        # the GIL alone rarely switches threads inside a call this short, so without it
-        # threads would seldom meet in the pool.
-        if self._jitter and self._rng.random() < 0.5:
-            time.sleep(self._jitter * self._rng.random())
-        return entered
-
-    def poke(self) -> None:
-        """Tell observers that something they may wait for changed."""
-        with self._observed:
-            self._version += 1
-            self._observed.notify_all()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.in_wait += 1
-        self.poke()
-        notified = False
-        try:
-            notified = super().wait(timeout)
-            return notified
-        finally:
-            self.in_wait -= 1
-            if notified and self.pending:
-                self.pending -= 1
-            self.poke()
-
-    def notify(self, n: int = 1) -> None:
-        self.pending += max(0, min(n, self.in_wait - self.pending))
-        super().notify(n)
-        self.poke()
-
-    def notify_all(self) -> None:
-        self.notify(max(0, self.in_wait - self.pending))
-
-    def quiet(self, waiting: int) -> bool:
-        """Exactly ``waiting`` threads are blocked and none has a wake-up on its way."""
-        return self.in_wait == waiting and self.pending == 0
-
-    def wait_for_state(self, done: Callable[[], bool], timeout: float) -> bool:
-        """Block until ``done()`` (evaluated with the lock held) is true; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._observed:
-                version = self._version
-            with self:
-                if done():
-                    return True
-            with self._observed:
-                while self._version == version:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return False
-                    self._observed.wait(remaining)
-
-
-class ForwardingBackend(Backend):
-    """A backend wrapper: every method of the Backend interface, abstract or not, is
-    forwarded to ``inner`` through :meth:`_call` unless a subclass defines it, and the
-    interface's attributes are copied, so a wrapper keeps working as the interface grows."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        for attr in Backend.__annotations__:
-            if hasattr(inner, attr):
-                setattr(self, attr, getattr(inner, attr))
-
-    def _call(self, method: str, *args: Any) -> Any:
-        return getattr(self.inner, method)(*args)
-
-    # The interface's abstract methods, spelled out so that a type checker sees a
-    # concrete class; the loop below forwards every other method the same way.
-    def reserve(self, size: int) -> int:
-        return int(self._call("reserve", size))
-
-    def commit(self, addr: int, size: int) -> None:
-        self._call("commit", addr, size)
-
-    def decommit(self, addr: int, size: int) -> None:
-        self._call("decommit", addr, size)
-
-    def release(self, addr: int, size: int) -> None:
-        self._call("release", addr, size)
-
-    def query(self, lo: int, hi: int) -> list[OsSpan]:
-        return list(self._call("query", lo, hi))
-
-
-def _forwarder(method: str) -> Callable[..., Any]:
-    def forward(self: ForwardingBackend, *args: Any) -> Any:
-        return self._call(method, *args)
-
-    forward.__name__ = method
-    return forward
-
-
-for _method, _member in list(vars(Backend).items()):
-    if callable(_member) and not _method.startswith("_") and _method not in vars(ForwardingBackend):
-        setattr(ForwardingBackend, _method, _forwarder(_method))
-
-
-class FailingReserve(ForwardingBackend):
-    """Passes every call through, except that the k-th reserve after ``arm(k)`` fails with
-    the OS's out-of-memory code. Records the bases of the reserves that succeeded, and the
-    OS's view of each released range taken right after the release, before anything else
-    in the process (a thread's stack, the Python heap) can be mapped there."""
-
-    def __init__(self, inner: Backend, call: str, code: int) -> None:
-        super().__init__(inner)
-        self._call_name = call
-        self._code = code
-        self._fail_at: int | None = None
-        self._count = 0
-        self.reserved: list[int] = []
-        self.after_release: dict[int, list[OsSpan]] = {}
-
-    def arm(self, fail_at: int | None) -> None:
-        self._fail_at, self._count, self.reserved = fail_at, 0, []
-
-    def disarm(self) -> list[int]:
-        reserved, self._fail_at, self.reserved = self.reserved, None, []
-        return reserved
-
-    def _creation(self, size: int, reserve: Callable[[int], int]) -> int:
-        """Either way of obtaining an arena's range anywhere counts as one creation."""
-        self._count += 1
-        if self._count == self._fail_at:
-            raise OSCallFailed(self._call_name, self._code, f"reserve {size:#x} bytes (injected)")
-        base = reserve(size)
-        self.reserved.append(base)
-        return base
-
-    def reserve(self, size: int) -> int:
-        return self._creation(size, self.inner.reserve)
-
-    def reserve_committed(self, size: int) -> int:
-        return self._creation(size, self.inner.reserve_committed)
-
-    def release(self, addr: int, size: int) -> None:
-        self.inner.release(addr, size)
-        self.after_release[addr] = self.inner.query(addr, addr + size)
-
-
-def failing_reserve(backend_name: str, inner: Backend) -> FailingReserve:
-    """The injector with the out-of-memory code of the backend's OS family."""
-    if family(backend_name) == "posix":
-        return FailingReserve(inner, "mmap", ENOMEM)
-    return FailingReserve(inner, "VirtualAlloc", ERROR_COMMITMENT_LIMIT)
 
 
 @dataclass(eq=False)
@@ -293,8 +119,7 @@ class PoolMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.injector = failing_reserve(self.backend_name, open_backend(self.backend_name))
-        self.backend = RecordingBackend(self.injector)
+        self.backend = RecordingBackend(open_backend(self.backend_name), keep_release_views=True)
         b = self.backend
         self.geometry: Geometry = geometry_named(self.geometry_name, b.page, b.granularity)
         self.cond = RecordingCondition()
@@ -308,7 +133,6 @@ class PoolMachine(RuleBasedStateMachine):
         self.waiters: dict[str, threading.Thread] = {}
         self.results: queue.Queue[tuple[str, PoolArena | BaseException]] = queue.Queue()
         self.releases: Counter[int] = Counter()
-        self.diverged = False
 
     # ---------------------------------------------------------------- helpers
 
@@ -321,14 +145,6 @@ class PoolMachine(RuleBasedStateMachine):
     def model(self) -> PoolModel:
         assert self._model is not None, "initialize did not create the pool"
         return self._model
-
-    def fail(self, message: str) -> None:
-        self.diverged = True
-        raise Divergence(message)
-
-    def expect(self, ok: bool, message: str) -> None:
-        if not ok:
-            self.fail(message)
 
     def threads_in(self, state: str) -> list[str]:
         if self._model is None:
@@ -352,7 +168,7 @@ class PoolMachine(RuleBasedStateMachine):
         calls = [entry.call for entry in made]
         if main_pool:
             self.count_releases(made)
-        self.expect(
+        expect(
             calls == predicted,
             f"{what}: OS calls {[str(c) for c in calls]}, model predicts "
             f"{[str(c) for c in predicted]}",
@@ -360,7 +176,7 @@ class PoolMachine(RuleBasedStateMachine):
 
     def await_state(self, done: Callable[[], bool], what: str) -> None:
         if not self.cond.wait_for_state(done, WATCHDOG_SECONDS):
-            self.fail(
+            fail(
                 f"{what}: no progress within {WATCHDOG_SECONDS:.0f} s "
                 f"(in wait {self.cond.in_wait}, wake-ups pending {self.cond.pending}); "
                 f"every thread's stack:\n{thread_stacks()}"
@@ -390,36 +206,12 @@ class PoolMachine(RuleBasedStateMachine):
             worker.join(WATCHDOG_SECONDS)
         return thread, outcome
 
-    def confirm_view(self, what: str, model: ArenaModel) -> None:
-        """The OS shows exactly the model's committed region (so metadata may be read)."""
-        view = self.backend.query(model.reservation, model.reservation_end)
-        want = expected_view(model)
-        self.expect(
-            view == want,
-            f"{what}: the OS shows {describe(view, model.container)}; "
-            f"model expects {describe(want, model.container)}",
-        )
-
-    def confirm_committed(self, what: str, model: ArenaModel, lo: int, hi: int) -> None:
-        """Model and OS both say ``[lo, hi)`` is committed read-write, or fail untouched."""
-        self.expect(
-            model.start <= lo and hi <= model.container_end,
-            f"{what}: the model says [{lo:#x}, {hi:#x}) is not committed",
-        )
-        page = self.geometry.page
-        view = self.backend.query(round_down(lo, page), round_up(hi, page))
-        self.expect(
-            all(s.state is SpanState.COMMITTED and "w" in s.prot for s in view),
-            f"{what}: the OS does not show [{lo:#x}, {hi:#x}) committed read-write: "
-            f"{describe(view, model.container)}",
-        )
-
     def confirm_freed(self, what: str, model: ArenaModel) -> None:
         """docs/ARENA.md 6.6: right after the release the whole reservation was free."""
-        view = self.injector.after_release.pop(model.reservation, None)
-        self.expect(view is not None, f"{what}: the reservation was not released")
+        view = self.backend.release_views.pop(model.reservation, None)
+        expect(view is not None, f"{what}: the reservation was not released")
         assert view is not None
-        self.expect(
+        expect(
             view == [OsSpan(model.reservation, model.reservation_end, SpanState.FREE)],
             f"{what}: after the release the OS still shows {describe(view, model.container)}",
         )
@@ -427,7 +219,7 @@ class PoolMachine(RuleBasedStateMachine):
     def check_metadata(self, what: str, model: ArenaModel, want: bytes) -> None:
         lo, _ = metadata_range(self.geometry, model.container)
         got = self.backend.read(lo, METADATA_BYTES)
-        self.expect(
+        expect(
             got == want,
             f"{what}: the metadata at C + ACTIVE_SIZE is {got.hex()}, model says {want.hex()} "
             "(transfer metadata, u32 id, is_double_owned)",
@@ -447,12 +239,12 @@ class PoolMachine(RuleBasedStateMachine):
         g = self.geometry
         got = "an error" if pool is None else f"{len(pool.contents())} arenas"
         want = "an error" if plan.fails else f"{plan.kept} arenas"
-        self.expect(
+        expect(
             got == want,
             f"{what}: {plan.behaviour} pool of {plan.thread_count} threads whose creation "
             f"{plan.fail_at} fails: model predicts {want}, got {got}",
         )
-        self.expect(
+        expect(
             len(reserved) == plan.created,
             f"{what}: {len(reserved)} arenas created, model predicts {plan.created}",
         )
@@ -468,16 +260,17 @@ class PoolMachine(RuleBasedStateMachine):
             self.confirm_freed(f"{what}: discarded arena", m)
         models = [ArenaModel(g, base, pool=True) for base in reserved[: plan.kept]]
         if pool is not None:
-            self.expect(
+            expect(
                 pool.contents() == list(range(plan.kept)),
                 f"{what}: pool holds {pool.contents()}, model predicts {list(range(plan.kept))}",
             )
             for impl, m in zip(pool.arenas(), models, strict=True):
-                self.expect(
+                expect(
                     impl.arena.reservation == m.reservation,
                     f"{what}: arena{impl.id} is not the reservation created for it",
                 )
-                self.confirm_view(f"{what}: arena{impl.id}", m)
+                view = self.backend.query(m.reservation, m.reservation_end)
+                expect_view(f"{what}: arena{impl.id}", view, m.expected_view(), m.container)
                 self.check_metadata(
                     f"{what}: arena{impl.id}", m, metadata_image(impl.id, False, g.active_size)
                 )
@@ -487,7 +280,9 @@ class PoolMachine(RuleBasedStateMachine):
         self, thread_count: int, fail_at: int | None, min_align: int, **kwargs: Any
     ) -> tuple[CreationPlan, ArenaPool | None, list[int]]:
         plan = plan_creation(self.behaviour, thread_count, fail_at)
-        self.injector.arm(fail_at)
+        logged = len(self.backend.log)
+        faults = self.backend.faults
+        faults.arm(None if fail_at is None else creation_fault(self.backend, fail_at))
         try:
             pool: ArenaPool | None = self.pool_factory(
                 self.backend,
@@ -500,7 +295,12 @@ class PoolMachine(RuleBasedStateMachine):
         except PoolCreationFailed:
             pool = None
         finally:
-            reserved = self.injector.disarm()
+            faults.disarm()
+        reserved = [
+            e.result
+            for e in self.backend.log[logged:]
+            if e.call.op in CREATIONS and e.result is not None
+        ]
         return plan, pool, reserved
 
     @initialize(
@@ -525,7 +325,7 @@ class PoolMachine(RuleBasedStateMachine):
             for impl in pool.arenas():
                 self.handles[impl.id] = impl
         models = self.check_creation("new pool", plan, pool, reserved)
-        self.expect(pool is not None, "new pool: the main pool must exist")
+        expect(pool is not None, "new pool: the main pool must exist")
         assert pool is not None
         self._model = PoolModel.after_creation(
             plan, self.geometry, [m.reservation for m in models], min_align
@@ -549,13 +349,11 @@ class PoolMachine(RuleBasedStateMachine):
         label("creation failure: smaller pool" if plan.attempts > plan.created else "no failure")
         dropped = pool.close()
         order = [arena_id for arena_id, _ in dropped]
-        self.expect(
+        expect(
             order == list(reversed(range(plan.kept))),
             f"{what}: close let go of {order}, top first expected",
         )
-        self.expect(
-            all(r is Release.FREED for _, r in dropped), f"{what}: close kept memory: {dropped}"
-        )
+        expect(all(r is Release.FREED for _, r in dropped), f"{what}: close kept memory: {dropped}")
         self.expect_calls(
             f"{what}: close", [models[i].release_call() for i in order], main_pool=False
         )
@@ -596,14 +394,14 @@ class PoolMachine(RuleBasedStateMachine):
             lambda: not self.results.empty() or self.cond.quiet(in_wait), f"get({thread})"
         )
         if self.results.empty():
-            self.expect(
+            expect(
                 predicted.outcome is GetOutcome.WAIT,
                 f"get({thread}) waits although the pool holds {self.pool.contents()}",
             )
             label("get: waits")
             return
         name, outcome = self.take_result()
-        self.expect(
+        expect(
             predicted.outcome is not GetOutcome.WAIT,
             f"get({thread}) on an empty pool returned {outcome!r} instead of waiting",
         )
@@ -612,13 +410,13 @@ class PoolMachine(RuleBasedStateMachine):
     def check_get(self, thread: str, predicted: GetResult, outcome: object) -> None:
         self.expect_calls(f"get({thread})", [])
         if predicted.outcome is GetOutcome.EMPTY:
-            self.expect(
+            expect(
                 isinstance(outcome, PoolEmpty),
                 f"get({thread}) on an empty pool: {outcome!r}, PoolEmpty expected",
             )
             label("get: empty")
             return
-        self.expect(
+        expect(
             isinstance(outcome, PoolArena) and outcome.id == predicted.arena,
             f"get({thread}) returned {outcome!r}, model predicts arena{predicted.arena}",
         )
@@ -633,12 +431,12 @@ class PoolMachine(RuleBasedStateMachine):
         arena = self.held.pop(thread)
         waiting = list(self.model.waiting)
         pushed = self.model.add(thread)
-        self.expect(pushed == arena.id, f"{thread} holds arena{arena.id}, model says {pushed}")
+        expect(pushed == arena.id, f"{thread} holds arena{arena.id}, model says {pushed}")
         self.allocs[arena.id] = []
         self.pool.add(arena)
         self.expect_calls(f"add({thread})", [])
         m = self.model.arenas[arena.id]
-        self.expect(
+        expect(
             arena.arena.cursor == m.cursor,
             f"add({thread}): arena{arena.id}'s cursor is C + {arena.arena.cursor - m.container:#x}"
             f", not C + ACTIVE_SIZE ({m.cursor - m.container:#x}): allocations from there "
@@ -653,7 +451,7 @@ class PoolMachine(RuleBasedStateMachine):
         except PoolMisuse:
             pass
         else:
-            self.fail(f"add({thread}): a second add of arena{arena.id} was not refused")
+            fail(f"add({thread}): a second add of arena{arena.id} was not refused")
         self.expect_calls(f"add({thread}) again", [])
         label("add")
 
@@ -664,19 +462,19 @@ class PoolMachine(RuleBasedStateMachine):
             f"add(arena{pushed}) with {waiting} waiting",
         )
         if self.results.empty():
-            self.fail(
+            fail(
                 f"lost wake-up: arena{pushed} came back while {waiting} waited, and no waiter "
                 f"was woken ({self.cond.in_wait} threads still wait, no wake-up pending)"
             )
         name, outcome = self.take_result()
-        self.expect(name in waiting, f"{name} was served but was not waiting ({waiting})")
-        self.expect(
+        expect(name in waiting, f"{name} was served but was not waiting ({waiting})")
+        expect(
             isinstance(outcome, PoolArena) and outcome.id == pushed,
             f"the woken waiter {name} got {outcome!r}, not arena{pushed}",
         )
         assert isinstance(outcome, PoolArena)
         served = self.model.serve(name)
-        self.expect(served == outcome.id, f"{name} got arena{outcome.id}, model says {served}")
+        expect(served == outcome.id, f"{name} got arena{outcome.id}, model says {served}")
         self.held[name] = outcome
         label("add: wakes a waiter")
 
@@ -700,9 +498,7 @@ class PoolMachine(RuleBasedStateMachine):
             )
             if not self.results.empty():
                 name, outcome = self.take_result()
-                self.fail(
-                    f"after a spurious wake-up on an empty pool, get({name}) gave {outcome!r}"
-                )
+                fail(f"after a spurious wake-up on an empty pool, get({name}) gave {outcome!r}")
         label("spurious wake-up")
 
     # ----------------------------------------------------- allocate, write
@@ -726,32 +522,29 @@ class PoolMachine(RuleBasedStateMachine):
         self.expect_calls(f"alloc({size}, {align})", [] if plan.commit is None else [plan.commit])
         if plan.outcome is not Outcome.OK or commit_failed:
             m.apply_alloc(plan, size, commit_succeeded=False)
-            self.expect(addr is None, f"alloc({size}, {align}) must fail, returned {addr}")
+            expect(addr is None, f"alloc({size}, {align}) must fail, returned {addr}")
             label("alloc: refused or full")
             return
         assert plan.address is not None
         if addr is not None:
             lo, _ = metadata_range(self.geometry, m.container)
-            self.expect(
+            expect(
                 addr + size <= lo,
                 f"alloc({size}, {align}) at C + {addr - m.container:#x} reaches the metadata "
                 f"at C + {lo - m.container:#x}: writing it would overwrite the metadata",
             )
-        self.expect(
+        expect(
             addr == plan.address,
             f"alloc({size}, {align}) returned {addr if addr is None else hex(addr)}, "
             f"model predicts {plan.address:#x}",
         )
         m.apply_alloc(plan, size)
         written = Written(plan.address, size)
-        # Head and tail chunks, never overlapping: the tail only once both fit side by side.
-        offsets = (
-            [] if size == 0 else [0] if size < 2 * PATTERN_CHUNK else [0, size - PATTERN_CHUNK]
-        )
-        if offsets:
-            self.confirm_committed(f"alloc({size}, {align})", m, written.addr, written.addr + size)
-        for offset in offsets:
-            n = min(PATTERN_CHUNK, size - offset)
+        chunks = pattern_chunks(size)
+        if chunks:
+            what = f"alloc({size}, {align})"
+            confirm_committed(self.backend, what, m, written.addr, written.addr + size)
+        for offset, n in chunks:
             data = pattern(seed + offset, n)
             arena.write(written.addr + offset, data)
             written.chunks[offset] = data
@@ -774,7 +567,7 @@ class PoolMachine(RuleBasedStateMachine):
             got = ShareOutcome.ALREADY_SHARED
         except UseAfterFree:
             got = ShareOutcome.DEAD
-        self.expect(got == predicted, f"share({thread}): {got.value}, model says {predicted.value}")
+        expect(got == predicted, f"share({thread}): {got.value}, model says {predicted.value}")
         self.expect_calls(f"share({thread})", [])
         label(f"share: {got.value}")
 
@@ -789,11 +582,11 @@ class PoolMachine(RuleBasedStateMachine):
         except ReleaseRefused:
             got = ReleaseOutcome.REFUSED
         if predicted is not ReleaseOutcome.FREED and got is ReleaseOutcome.FREED:
-            self.fail(
+            fail(
                 f"{what}: arena{arena_id}'s memory was released although the other owner "
                 "still holds it; its own release will free it a second time"
             )
-        self.expect(got == predicted, f"{what}: {got.value}, model says {predicted.value}")
+        expect(got == predicted, f"{what}: {got.value}, model says {predicted.value}")
         self.expect_calls(what, [m.release_call()] if got is ReleaseOutcome.FREED else [])
         if got is ReleaseOutcome.FREED:
             self.confirm_freed(what, m)
@@ -838,21 +631,21 @@ class PoolMachine(RuleBasedStateMachine):
             return
         m = self.model
         for problem in m.violations():
-            self.fail(f"model: {problem}")
+            fail(f"model: {problem}")
         contents, out, retired = self.pool.contents(), self.pool.handed_out(), self.pool.retired()
-        self.expect(contents == m.stack, f"pool holds {contents}, model says {m.stack}")
+        expect(contents == m.stack, f"pool holds {contents}, model says {m.stack}")
         held_ids = [a.id for a in self.held.values()]
-        self.expect(
+        expect(
             len(set(held_ids)) == len(held_ids),
             f"an arena is held by two threads: { {t: a.id for t, a in self.held.items()} }",
         )
-        self.expect(
+        expect(
             {t: a.id for t, a in self.held.items()} == m.holders,
             f"threads hold { {t: a.id for t, a in self.held.items()} }, model says {m.holders}",
         )
-        self.expect(out == set(held_ids), f"pool has {sorted(out)} handed out, held {held_ids}")
-        self.expect(retired == set(m.retired), f"pool retired {retired}, model {m.retired}")
-        self.expect(
+        expect(out == set(held_ids), f"pool has {sorted(out)} handed out, held {held_ids}")
+        expect(retired == set(m.retired), f"pool retired {retired}, model {m.retired}")
+        expect(
             len(contents) + len(out) + len(retired) == len(self.handles)
             and not (set(contents) & out or set(contents) & retired or out & retired),
             f"an arena is lost: pool {contents} + held {sorted(out)} + retired "
@@ -863,12 +656,12 @@ class PoolMachine(RuleBasedStateMachine):
             return self.cond.quiet(len(m.waiting))
 
         with self.cond:
-            self.expect(
+            expect(
                 waiters_settled(),
                 f"{self.cond.in_wait} threads wait ({self.cond.pending} wake-ups pending), "
                 f"model says {m.waiting}",
             )
-        self.expect(self.results.empty(), "a get returned that the machine did not expect")
+        expect(self.results.empty(), "a get returned that the machine did not expect")
 
     @invariant()
     def arenas_agree_with_model_and_os(self) -> None:
@@ -878,7 +671,7 @@ class PoolMachine(RuleBasedStateMachine):
         for arena_id, impl in self.handles.items():
             m = self.model.arenas[arena_id]
             alive = self.model.memory_alive(arena_id)
-            self.expect(
+            expect(
                 impl.alive == alive,
                 f"arena{arena_id}: memory {'alive' if impl.alive else 'released'}, model says "
                 f"{'alive' if alive else 'released'}",
@@ -889,13 +682,12 @@ class PoolMachine(RuleBasedStateMachine):
             got = (a.reservation, a.container, a.start, a.cursor, a.footer)
             want = (m.reservation, m.container, m.start, m.cursor, m.footer)
             for name, g_val, w_val in zip(("R", "C", "S", "P", "F"), got, want, strict=True):
-                self.expect(
-                    g_val == w_val, f"arena{arena_id}: {name} is {g_val:#x}, model {w_val:#x}"
-                )
+                expect(g_val == w_val, f"arena{arena_id}: {name} is {g_val:#x}, model {w_val:#x}")
             # Memory is read only below here, once the OS shows the model's committed region.
-            self.confirm_view(f"arena{arena_id}", m)
+            view = self.backend.query(m.reservation, m.reservation_end)
+            expect_view(f"arena{arena_id}", view, m.expected_view(), m.container)
             footer = self.backend.read(m.footer, 16)
-            self.expect(footer == self.footers[arena_id], f"arena{arena_id}: footer overwritten")
+            expect(footer == self.footers[arena_id], f"arena{arena_id}: footer overwritten")
             self.check_metadata(f"arena{arena_id}", m, self.model.metadata(arena_id))
             self.check_allocations(arena_id, m)
 
@@ -903,16 +695,14 @@ class PoolMachine(RuleBasedStateMachine):
         """docs/ARENA.md 6.3 and 6.9: live allocations end below C + ACTIVE_SIZE; bytes survive."""
         lo, _ = metadata_range(self.geometry, m.container)
         for w in self.allocs[arena_id]:
-            self.expect(
+            expect(
                 m.start <= w.addr and w.addr + w.size <= lo,
                 f"arena{arena_id}: allocation at {w.addr:#x}+{w.size} is outside [S, "
                 "C + ACTIVE_SIZE)",
             )
             for offset, data in w.chunks.items():
                 got = self.backend.read(w.addr + offset, len(data))
-                self.expect(
-                    got == data, f"arena{arena_id}: bytes at {w.addr + offset:#x} overwritten"
-                )
+                expect(got == data, f"arena{arena_id}: bytes at {w.addr + offset:#x} overwritten")
 
     @invariant()
     def released_exactly_once(self) -> None:
@@ -922,19 +712,18 @@ class PoolMachine(RuleBasedStateMachine):
         for arena_id, impl in self.handles.items():
             count = self.releases[impl.arena.reservation]
             want = self.model.ownership[arena_id].memory_releases
-            self.expect(
+            expect(
                 count == want,
                 f"arena{arena_id}: its reservation was released {count} times, model says {want}",
             )
 
     @invariant()
     def commit_charge_is_exact(self) -> None:
-        k32 = getattr(self.injector.inner, "k32", None)
-        if isinstance(k32, EmulatedKernel32) and self._model is not None:
-            live = [i for i in self.handles if self.model.memory_alive(i)]
-            want = sum(self.model.arenas[i].committed_bytes for i in live)
-            got = k32.model.committed_bytes
-            self.expect(got == want, f"commit charge is {got}, the live arenas account for {want}")
+        if self._model is None:
+            return
+        live = [i for i in self.handles if self.model.memory_alive(i)]
+        want = sum(self.model.arenas[i].committed_bytes for i in live)
+        expect_commit_charge(self.backend.kernel32, want)
 
     # -------------------------------------------------------------- teardown
 
@@ -942,6 +731,7 @@ class PoolMachine(RuleBasedStateMachine):
         """Close the pool and let every owner go, each as the model predicts; in the end
         every reservation must have been released exactly once. After a failed step the
         same is done, but only leaks are reported: the step's failure is the news."""
+        failed_step = divergence_in_flight()
         errors: list[str] = []
         try:
             if self._pool is not None and self._model is not None:
@@ -961,8 +751,8 @@ class PoolMachine(RuleBasedStateMachine):
         leaked = self.backend.release_leftovers()
         if leaked and not self.backend.fence_tripped:
             errors.append("leaked reservations: " + ", ".join(f"{b:#x}+{n:#x}" for b, n in leaked))
-        if errors and not self.diverged:
-            raise Divergence("; ".join(errors))
+        if errors and failed_step is None:
+            fail("; ".join(errors))
 
     def let_everything_go(self, errors: list[str]) -> None:
         """Close (waiters wake with PoolClosed), then holders let go, then the engine."""

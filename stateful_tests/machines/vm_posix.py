@@ -18,11 +18,11 @@ import sys
 from typing import ClassVar
 
 from arenacheck.backends.registry import open_backend
-from arenacheck.impl.backend import OsSpan, SpanState, merge_spans, prot_letters
+from arenacheck.impl.backend import prot_letters
 from arenacheck.impl.posix_backend import PosixBackend
 from arenacheck.impl.posix_libc import CallResult
-from arenacheck.machines.arena import expect, pattern
 from arenacheck.machines.labels import label
+from arenacheck.machines.oracle import expect, expect_view, pattern
 from arenacheck.machines.vm_shapes import (
     MAX_LIVE,
     SIZE_NAMES,
@@ -45,6 +45,7 @@ from arenacheck.model.posix_constants import (
     PROT_WRITE,
 )
 from arenacheck.model.posix_vm import MAP_FAILED, PosixResult, PosixVM
+from arenacheck.model.spans import OsSpan, SpanState, merge_spans
 from arenacheck.record.trace import traced
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -386,11 +387,9 @@ class PosixVMMachine(RuleBasedStateMachine):
                     OsSpan(max(s.start, seg.start), min(s.end, seg.end), s.state, s.prot)
                     for s in got
                 ]
-                want = self.expected_view(seg.start, seg.end)
-                expect(
-                    merge_spans(got) == want,
-                    f"{region}: kernel shows {got} at +{seg.start - region.base:#x}, "
-                    f"model expects {want}",
+                where = f"{region} at +{seg.start - region.base:#x}"
+                expect_view(
+                    where, merge_spans(got), self.expected_view(seg.start, seg.end), region.base
                 )
 
     def teardown(self) -> None:

@@ -23,7 +23,6 @@ import itertools
 from typing import ClassVar
 
 from arenacheck.backends.registry import open_backend
-from arenacheck.backends.standin import EmulatedKernel32
 from arenacheck.backends.wine_allowances import (
     IN_ALLOCATION,
     IN_FREE_MEMORY,
@@ -42,8 +41,8 @@ from arenacheck.backends.wine_allowances import (
     kernel_name,
 )
 from arenacheck.impl.win_backend import WindowsBackend
-from arenacheck.machines.arena import Divergence, expect, pattern
 from arenacheck.machines.labels import label
+from arenacheck.machines.oracle import expect, expect_commit_charge, fail, pattern
 from arenacheck.machines.vm_shapes import (
     MAX_LIVE,
     SIZE_NAMES,
@@ -136,7 +135,7 @@ def judge(
     allowance = allowance_for(wine_version, call, predicted, answered, counterfactual)
     if allowance is None:
         kernel = kernel_name(wine_version)
-        raise Divergence(
+        fail(
             f"{what}: {backend} answered {answered}; the model predicts {predicted} "
             f"(kernel32 of {kernel}; {call.situation}; no allowance covers it)"
         )
@@ -372,7 +371,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         got = self.backend.call(self.k32.VirtualAlloc, None, nbytes, kind, protect)
         if got[0] == 0:
             want = self.model.virtual_alloc(0, nbytes, kind, protect, chosen_base=None)
-            raise Divergence(
+            fail(
                 f"VirtualAlloc(NULL, {nbytes:#x}, {kind:#x}, {protect:#x}) failed with "
                 f"{got[1]}; model predicts {want}"
             )
@@ -667,14 +666,16 @@ class WindowsVMMachine(RuleBasedStateMachine):
 
     @invariant()
     def emulation_matches_host(self) -> None:
-        if isinstance(self.k32, EmulatedKernel32):
-            expect(
-                self.k32.model.committed_bytes == self.model.committed_bytes,
-                "commit charge differs",
-            )
-            for alloc in self.model.allocations.values():
-                problems = self.k32.host_disagreements(alloc.base, alloc.end)
-                expect(not problems, "; ".join(problems))
+        """The stand-in's commit charge is the model's, and its memory is the host's."""
+        expect_commit_charge(
+            self.k32,
+            self.model.committed_bytes,
+            [
+                (f"allocation at {a.base:#x}", a.base, a.end)
+                for a in self.model.allocations.values()
+            ],
+            "the model's allocations",
+        )
 
     def teardown(self) -> None:
         for alloc in list(self.model.allocations.values()):

@@ -13,7 +13,8 @@ import pytest
 from arenacheck.backends.recording import FenceViolation
 from arenacheck.faults.broken_arenas import BROKEN_ARENAS
 from arenacheck.harness.runner import run_machine
-from arenacheck.machines.arena import Divergence, machine_for
+from arenacheck.machines.arena import machine_for
+from arenacheck.machines.oracle import Divergence
 from hypothesis import Phase, settings
 from hypothesis.errors import Flaky
 

@@ -22,7 +22,8 @@ from arenacheck.impl.arena import Arena, system_arena
 from arenacheck.impl.errors import OSCallFailed
 from arenacheck.impl.win_backend import WindowsBackend
 from arenacheck.impl.win_kernel32 import ntdll_wine_version
-from arenacheck.machines.arena import Divergence, machine_for
+from arenacheck.machines.arena import machine_for
+from arenacheck.machines.oracle import Divergence
 from arenacheck.model.geometry import GIB, Geometry
 from hypothesis import settings
 

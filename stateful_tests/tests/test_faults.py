@@ -18,14 +18,15 @@ import pytest
 from arenacheck.backends.registry import open_backend
 from arenacheck.harness.runner import run_machine
 from arenacheck.impl.arena import Arena
-from arenacheck.impl.backend import Backend, OsSpan, SpanState
+from arenacheck.impl.backend import Backend
 from arenacheck.impl.errors import ArenaFull, DoubleFree, OSCallFailed, UseAfterFree
 from arenacheck.impl.posix_backend import PosixBackend
 from arenacheck.impl.posix_libc import MAP_FAILED, CallResult
 from arenacheck.impl.win_backend import WindowsBackend
-from arenacheck.machines.arena import POSIX_FAULTS, WINDOWS_FAULTS, expected_view, machine_for
+from arenacheck.machines.arena import POSIX_FAULTS, WINDOWS_FAULTS, machine_for
 from arenacheck.model.arena import ArenaModel
 from arenacheck.model.geometry import Geometry
+from arenacheck.model.spans import OsSpan, SpanState
 from arenacheck.model.win_constants import MEM_COMMIT, MEM_RELEASE, MEM_RESERVE
 from pytest_mock import MockerFixture
 
@@ -207,7 +208,7 @@ def test_failed_grow_changes_nothing_and_the_arena_stays_usable(
     grown = arena.alloc(64 * 1024)  # the fault is gone: the same grow now succeeds
     model = ArenaModel(g, arena.reservation)
     model.start, model.cursor = arena.start, arena.cursor
-    assert os_view(backend, arena.reservation, g) == expected_view(model)
+    assert os_view(backend, arena.reservation, g) == model.expected_view()
     assert grown == arena.cursor
 
 

@@ -14,7 +14,6 @@ from arenacheck.backends.registry import open_backend
 from arenacheck.impl.arena import Arena
 from arenacheck.impl.backend import Backend
 from arenacheck.impl.errors import ArenaFull
-from arenacheck.machines.arena import expected_view
 from arenacheck.model.arena import ArenaModel
 from arenacheck.model.geometry import GIB, KIB, Geometry
 
@@ -39,7 +38,7 @@ def arena(backend: Backend) -> Iterator[Arena]:
 def os_agrees(backend: Backend, arena: Arena) -> None:
     model = ArenaModel(arena.geometry, arena.reservation)
     model.start, model.cursor = arena.start, arena.cursor
-    assert backend.query(model.reservation, model.reservation_end) == expected_view(model)
+    assert backend.query(model.reservation, model.reservation_end) == model.expected_view()
 
 
 def test_geometry_constants() -> None:

@@ -18,11 +18,12 @@ import pytest
 from arenacheck.backends.recording import FenceViolation, RecordingBackend
 from arenacheck.backends.registry import open_backend
 from arenacheck.faults.broken_pools import BROKEN_BEHAVIOURS, BROKEN_POOLS
+from arenacheck.faults.injector import FaultInjector, creation_fault
 from arenacheck.harness.runner import run_machine
 from arenacheck.impl.errors import PoolCreationFailed, ReleaseRefused
 from arenacheck.impl.pool import ArenaPool, Behaviour, Release
-from arenacheck.machines.arena import Divergence
-from arenacheck.machines.pool import failing_reserve, pool_machine_for
+from arenacheck.machines.oracle import Divergence
+from arenacheck.machines.pool import pool_machine_for
 from arenacheck.model.arena import OsCall, OsOp
 from arenacheck.model.geometry import Geometry
 from arenacheck.model.pool import metadata_image, plan_creation
@@ -82,8 +83,8 @@ def test_pool_sizes_when_creation_fails(recording: RecordingBackend, behaviour: 
     geometry = Geometry.small(recording.page, recording.granularity)
     for fail_at, size in POOL_SIZES[behaviour].items():
         assert plan_creation(behaviour, 3, fail_at).kept == size, f"model, creation {fail_at}"
-        injector = failing_reserve(recording.name, recording)
-        injector.arm(fail_at)
+        injector = FaultInjector(recording)
+        injector.arm(None if fail_at is None else creation_fault(recording, fail_at))
         try:
             pool = ArenaPool(injector, geometry, 3, behaviour)
         except PoolCreationFailed:

@@ -1,47 +1,41 @@
 """The pool under real OS threads: a bounded stress run, linearizable small histories, and
 shared ownership released exactly once under a real race.
 
-No test here can hang the run. Threads are watched through the pool's instrumented
-condition variable: when every live thread is blocked in the pool with no wake-up pending,
-that is a deadlock, reported at once with every thread's stack (faulthandler); anything
-else that stops making progress is reported the same way after ``WATCHDOG_SECONDS``, and
-``faulthandler.dump_traceback_later`` ends the process if even the watchdog is stuck.
+No test here can hang the run: every thread runs under the watchdog of
+``arenacheck.machines.threads``, which reports a deadlock or a stall with every thread's
+stack instead of waiting for it.
 """
 
 from __future__ import annotations
 
-import copy
-import faulthandler
 import itertools
 import random
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from arenacheck.backends.recording import RecordingBackend
-from arenacheck.backends.registry import POSIX_NATIVE, WIN32_NATIVE, open_backend
 from arenacheck.faults.broken_pools import LostWakeup
-from arenacheck.impl.backend import Backend, SpanState
-from arenacheck.impl.errors import PoolEmpty
+from arenacheck.faults.injector import FaultInjector, creation_fault
+from arenacheck.impl.backend import Backend
 from arenacheck.impl.pool import ArenaPool, Behaviour, PoolArena, Release
-from arenacheck.machines.arena import expected_view
-from arenacheck.machines.pool import (
-    ForwardingBackend,
-    RecordingCondition,
-    failing_reserve,
-    thread_stacks,
+from arenacheck.machines.linearizability import Op, linearize, plan_thread, run_history
+from arenacheck.machines.oracle import confirm_committed, expect_view
+from arenacheck.machines.pool_sync import RecordingCondition, thread_stacks
+from arenacheck.machines.threads import (
+    JITTER_SECONDS,
+    WATCHDOG_SECONDS,
+    Deadlock,
+    ThreadRun,
+    thread_safe_backend,
 )
 from arenacheck.model.arena import ArenaModel, OsOp
-from arenacheck.model.arith import round_down, round_up
 from arenacheck.model.geometry import Geometry
 from arenacheck.model.pool import (
     POSIX,
     WINDOWS,
-    GetOutcome,
     PoolModel,
     metadata_image,
     metadata_range,
@@ -49,117 +43,6 @@ from arenacheck.model.pool import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-WATCHDOG_SECONDS = 30.0
-SWITCH_INTERVAL_SECONDS = 2e-6
-# Sleeps inside the pool's lock (see RecordingCondition), so that threads meet there.
-JITTER_SECONDS = 2e-5
-# Last resort if the watchdog itself hangs: print every stack and end the process, so a
-# hang becomes a crashed (failed) test, never a run that does not end.
-HARD_LIMIT_SECONDS = 120.0
-
-
-class Deadlock(AssertionError):
-    """Threads stopped making progress; the message carries every thread's stack."""
-
-
-class LockedBackend(ForwardingBackend):
-    """Serialises every call. The kernel32 stand-in is a Python model and Wine's kernel32 is
-    one server behind one pipe, neither thread-safe; the real kernels are, so the native
-    backends run unlocked and their calls really overlap."""
-
-    def __init__(self, inner: Backend) -> None:
-        super().__init__(inner)
-        self._lock = threading.Lock()
-
-    def _call(self, method: str, *args: Any) -> Any:
-        with self._lock:
-            return super()._call(method, *args)
-
-
-def thread_safe_backend(backend_name: str) -> Backend:
-    backend = open_backend(backend_name)
-    return backend if backend_name in (POSIX_NATIVE, WIN32_NATIVE) else LockedBackend(backend)
-
-
-class ThreadRun:
-    """Runs each target on its own OS thread and watches them through ``cond``.
-
-    Invariant: ``finished`` counts threads whose target returned or raised; a thread that
-    is neither finished nor inside ``cond.wait`` is running, so "every unfinished thread
-    waits and no wake-up is pending" can only be a deadlock.
-    """
-
-    def __init__(
-        self, pool: ArenaPool, cond: RecordingCondition, targets: list[Callable[[], None]]
-    ) -> None:
-        self.pool = pool
-        self.cond = cond
-        self.finished = 0
-        self.errors: list[tuple[str, BaseException]] = []
-        self._lock = threading.Lock()
-        self.threads = [
-            threading.Thread(target=self._wrap(fn), name=f"worker-{i}", daemon=True)
-            for i, fn in enumerate(targets)
-        ]
-        # The GIL otherwise lets a thread run 5 ms before it must yield, long enough for a
-        # get or an add to finish untouched: switching every few microseconds preempts
-        # threads inside the pool's calls, which is where interleavings matter.
-        self._interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-        for t in self.threads:
-            t.start()
-
-    def _wrap(self, fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as e:  # reported by join, in the test's own thread
-                self.errors.append((threading.current_thread().name, e))
-            finally:
-                with self._lock:
-                    self.finished += 1
-                self.cond.poke()
-
-        return run
-
-    def stuck(self) -> bool:
-        """Evaluated with the pool's lock held, so the counts are consistent."""
-        alive = len(self.threads) - self.finished
-        return alive > 0 and self.cond.in_wait == alive and self.cond.pending == 0
-
-    def join(self, limit: float = WATCHDOG_SECONDS) -> None:
-        """Wait for every thread; a deadlock or a timeout raises Deadlock with all stacks."""
-        faulthandler.dump_traceback_later(HARD_LIMIT_SECONDS, exit=True)
-        try:
-            settled = self.cond.wait_for_state(
-                lambda: self.finished == len(self.threads) or self.stuck(), limit
-            )
-            if self.finished < len(self.threads):
-                stacks = thread_stacks()
-                why = (
-                    f"deadlock: {self.cond.in_wait} threads wait in the pool with no wake-up "
-                    f"pending, while the pool holds {self.pool.contents()}"
-                    if settled
-                    else f"no progress within {limit:.0f} s"
-                )
-                # A thread that failed holding an arena leaves the others waiting: its
-                # error is the cause, and comes first.
-                failed = "".join(f"{name} failed: {e!r}; then " for name, e in self.errors)
-                # Closing wakes every waiter (PoolClosed), so the threads end.
-                self.pool.close()
-                for t in self.threads:
-                    t.join(5.0)
-                raise Deadlock(f"{failed}{why}; every thread's stack:\n{stacks}")
-            for t in self.threads:
-                t.join(5.0)
-        finally:
-            faulthandler.cancel_dump_traceback_later()
-            sys.setswitchinterval(self._interval)
-        if self.errors:
-            name, error = self.errors[0]
-            raise AssertionError(f"{name} failed: {error!r}") from error
-
 
 # ----------------------------------------------------------------- stress run
 
@@ -197,8 +80,8 @@ def pool_for_threads(
     if behaviour == POSIX:
         pool = ArenaPool(backend, geometry, STRESS_WORKERS, POSIX, condition=cond)
         return pool, plan_creation(POSIX, STRESS_WORKERS, None).kept
-    injector = failing_reserve(backend.name, backend)
-    injector.arm(4)
+    injector = FaultInjector(backend)
+    injector.arm(creation_fault(backend, 4))
     pool = ArenaPool(injector, geometry, STRESS_WORKERS, WINDOWS, condition=cond)
     injector.disarm()
     return pool, plan_creation(WINDOWS, STRESS_WORKERS, 4).kept
@@ -243,7 +126,7 @@ def test_stress(backend: Backend, behaviour: Behaviour) -> None:
                     want = m.apply_alloc(m.plan_alloc(size, align), size)
                     assert addr == want, f"arena{arena.id}: alloc({size}, {align}) gave {addr}"
                     if addr is not None and size:
-                        confirm_committed(backend, m, addr, addr + size)
+                        confirm_committed(backend, f"arena{arena.id}", m, addr, addr + size)
                         data = stamp(i, n, j, size)
                         arena.write(addr, data)
                         s.writes.append((addr, data))
@@ -268,14 +151,6 @@ def test_stress(backend: Backend, behaviour: Behaviour) -> None:
     finally:
         pool.close()
     assert all(not a.alive for a in pool.arenas()), "close left memory reserved"
-
-
-def confirm_committed(backend: Backend, model: ArenaModel, lo: int, hi: int) -> None:
-    """Model and OS both say ``[lo, hi)`` is committed read-write, before it is touched."""
-    assert model.start <= lo and hi <= model.container_end, "the model says not committed"
-    page = model.geometry.page
-    view = backend.query(round_down(lo, page), round_up(hi, page))
-    assert all(s.state is SpanState.COMMITTED and "w" in s.prot for s in view), view
 
 
 def check_stress_outcome(
@@ -312,7 +187,7 @@ def check_stress_outcome(
         arena, model = impl.arena, models[impl.id]
         assert (arena.start, arena.cursor) == (model.start, model.cursor), f"arena{impl.id}: S, P"
         view = backend.query(model.reservation, model.reservation_end)
-        assert view == expected_view(model), f"arena{impl.id}: the OS view differs"
+        expect_view(f"arena{impl.id}", view, model.expected_view(), model.container)
         lo, _ = metadata_range(model.geometry, model.container)
         want_meta = metadata_image(impl.id, False, model.geometry.active_size)
         assert backend.read(lo, len(want_meta)) == want_meta, f"arena{impl.id}: metadata"
@@ -321,124 +196,6 @@ def check_stress_outcome(
 
 
 # --------------------------------------------------------------- linearizable
-
-
-@dataclass(frozen=True)
-class Op:
-    """One completed call: ``holder`` names the get whose arena an add returns."""
-
-    thread: int
-    kind: str  # "get" or "add"
-    holder: str
-    arena: int | None  # get: what it returned (None: PoolEmpty); add: what it returned
-    invoked: int
-    returned: int
-
-
-def apply(model: PoolModel, op: Op) -> bool:
-    """Whether the sequential model, in this state, gives ``op`` its observed result."""
-    if op.kind == "add":
-        return model.holders.get(op.holder) == op.arena and model.add(op.holder) == op.arena
-    result = model.get(op.holder)
-    if result.outcome is GetOutcome.WAIT:
-        return False  # a blocked get takes effect later, when an arena is there
-    if result.outcome is GetOutcome.EMPTY:
-        return op.arena is None
-    return result.arena == op.arena
-
-
-def linearize(ops: list[Op], model: PoolModel) -> list[Op] | None:
-    """A sequential order of ``ops`` that respects real time (an op that returned before
-    another was invoked comes first) and that the model explains; None if there is none."""
-    before = [
-        sum(1 << j for j, other in enumerate(ops) if other.returned < op.invoked) for op in ops
-    ]
-    everything = (1 << len(ops)) - 1
-    dead_ends: set[tuple[int, tuple[object, ...]]] = set()
-
-    def search(done: int, state: PoolModel) -> list[int] | None:
-        if done == everything:
-            return []
-        key = (done, state.key())
-        if key in dead_ends:
-            return None
-        for i, op in enumerate(ops):
-            if done >> i & 1 or before[i] & ~done:
-                continue
-            nxt = copy.deepcopy(state)
-            if apply(nxt, op):
-                rest = search(done | 1 << i, nxt)
-                if rest is not None:
-                    return [i, *rest]
-        dead_ends.add(key)
-        return None
-
-    order = search(0, model)
-    return None if order is None else [ops[i] for i in order]
-
-
-def plan_thread(program: list[str], behaviour: str) -> list[str]:
-    """The calls a thread makes: "add" returns its latest arena (skipped when it holds none);
-    a Windows thread holds at most one (as oxc's linter threads do), and every thread ends
-    by returning what it holds, so no history deadlocks by construction."""
-    calls: list[str] = []
-    holding = 0
-    for op in program:
-        if op == "add" and holding == 0:
-            continue
-        if op == "get" and behaviour == WINDOWS and holding:
-            calls.append("add")
-            holding -= 1
-        calls.append(op)
-        holding += 1 if op == "get" else -1
-    return calls + ["add"] * holding
-
-
-def run_history(
-    pool: ArenaPool, cond: RecordingCondition, programs: list[list[str]], pauses: list[int]
-) -> list[Op]:
-    """Run each thread's calls on its own OS thread, recording every call's interval."""
-    ticket = itertools.count().__next__
-    ops: list[Op] = []
-    running = [0]
-    arrival = threading.Lock()
-
-    def thread(t: int, calls: list[str]) -> Callable[[], None]:
-        def run() -> None:
-            held: list[tuple[str, PoolArena | None]] = []
-            # Spin until every thread runs: a thread woken from a barrier arrives tens of
-            # microseconds late, by which time the first one has made all of its calls.
-            with arrival:
-                running[0] += 1
-            while running[0] < len(programs):
-                pass
-            for k, call in enumerate(calls):
-                pause = pauses[(t * 7 + k) % len(pauses)]
-                if pause:  # no pause keeps every thread runnable, contending for the GIL
-                    time.sleep(pause * 1e-5)
-                if call == "get":
-                    holder = f"t{t}.{k}"
-                    invoked = ticket()
-                    try:
-                        arena: PoolArena | None = pool.get()
-                    except PoolEmpty:
-                        arena = None
-                    ops.append(
-                        Op(t, "get", holder, None if arena is None else arena.id, invoked, ticket())
-                    )
-                    if arena is not None:
-                        held.append((holder, arena))
-                elif held:  # a POSIX get may have found the pool empty
-                    holder, got = held.pop()
-                    assert got is not None
-                    invoked = ticket()
-                    pool.add(got)
-                    ops.append(Op(t, "add", holder, got.id, invoked, ticket()))
-
-        return run
-
-    ThreadRun(pool, cond, [thread(t, calls) for t, calls in enumerate(programs)]).join()
-    return ops
 
 
 THREADS = 3
@@ -475,8 +232,8 @@ def test_histories_are_linearizable(
     cond = RecordingCondition(jitter=JITTER_SECONDS, seed=seed)
     # Windows: creation failing at arena k + 2 leaves k arenas.
     fail_at = None if behaviour == POSIX else arenas + 2
-    injector = failing_reserve(backend.name, backend)
-    injector.arm(fail_at)
+    injector = FaultInjector(backend)
+    injector.arm(None if fail_at is None else creation_fault(backend, fail_at))
     pool = ArenaPool(injector, geometry, arenas, behaviour, condition=cond)
     injector.disarm()
     try:

@@ -14,8 +14,8 @@ import sys
 import threading
 
 import pytest
-from arenacheck.impl.backend import OsSpan, SpanState
 from arenacheck.impl.posix_backend import PosixBackend
+from arenacheck.model.spans import OsSpan, SpanState
 from hypothesis import given
 from hypothesis import strategies as st
 

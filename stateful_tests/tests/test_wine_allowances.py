@@ -43,7 +43,7 @@ from arenacheck.backends.wine_kernel32 import WINE64
 from arenacheck.harness.pytest_plugin import selected_backends, skip_unless_available
 from arenacheck.impl.win_backend import WindowsBackend
 from arenacheck.machines import labels
-from arenacheck.machines.arena import Divergence
+from arenacheck.machines.oracle import Divergence
 from arenacheck.machines.registry import vm_machine_for
 from arenacheck.machines.vm_shapes import Length, Offset, Region
 from arenacheck.machines.vm_windows import WindowsVMMachine, judge
