@@ -10,7 +10,8 @@ import ctypes
 import ctypes.util
 from collections.abc import Iterator
 
-from arenacheck.impl.backend import OsSpan, prot_letters, spans_of
+from arenacheck.impl.backend import prot_letters, spans_of
+from arenacheck.model.spans import OsSpan
 
 VM_REGION_BASIC_INFO_64 = 9
 KERN_SUCCESS = 0

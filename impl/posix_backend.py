@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from arenacheck.impl.backend import Backend, OsSpan
+from arenacheck.impl.backend import Backend
 from arenacheck.impl.errors import OSCallFailed
 from arenacheck.impl.host import region_reader
 from arenacheck.impl.posix_libc import MAP_FAILED, Libc, libc
@@ -20,6 +20,7 @@ from arenacheck.model.posix_constants import (
     PROT_READ,
     PROT_WRITE,
 )
+from arenacheck.model.spans import OsSpan
 
 
 class RegionReader(Protocol):

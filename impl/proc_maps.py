@@ -12,7 +12,8 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from arenacheck.impl.backend import OsSpan, spans_of
+from arenacheck.impl.backend import spans_of
+from arenacheck.model.spans import OsSpan
 
 if TYPE_CHECKING:
     from arenacheck.impl.procmap_query import ProcmapQuery

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from arenacheck.impl.backend import Backend, OsSpan, SpanState, merge_spans
+from arenacheck.impl.backend import Backend
 from arenacheck.impl.errors import OSCallFailed
 from arenacheck.impl.win_kernel32 import (
     MEM_ADDRESS_REQUIREMENTS,
@@ -23,6 +23,7 @@ from arenacheck.impl.win_kernel32 import (
 )
 from arenacheck.impl.wine_alloc2_probe import aligned_reserve_survives
 from arenacheck.impl.wine_held import held_by_wine_here
+from arenacheck.model.spans import OsSpan, SpanState, merge_spans
 from arenacheck.model.win_constants import (
     MEM_COMMIT,
     MEM_DECOMMIT,

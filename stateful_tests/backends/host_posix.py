@@ -7,10 +7,10 @@ commit an mprotect to read-write, a decommit a fresh PROT_NONE mapping over the 
 
 from __future__ import annotations
 
-from arenacheck.impl.backend import OsSpan
 from arenacheck.impl.posix_backend import PosixBackend
 from arenacheck.impl.posix_libc import MAP_FAILED, libc
 from arenacheck.model.posix_constants import MAP_FIXED, MAP_PRIVATE, PROT_NONE
+from arenacheck.model.spans import OsSpan
 
 
 class PosixHostMemory:

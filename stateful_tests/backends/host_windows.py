@@ -6,10 +6,10 @@ result, and this layer only makes uncommitted pages really fault.
 
 from __future__ import annotations
 
-from arenacheck.impl.backend import OsSpan
 from arenacheck.impl.win_backend import WindowsBackend
 from arenacheck.impl.win_kernel32 import NativeKernel32
 from arenacheck.model.posix_constants import PROT_READ, PROT_WRITE
+from arenacheck.model.spans import OsSpan
 from arenacheck.model.win_constants import (
     MEM_COMMIT,
     MEM_DECOMMIT,

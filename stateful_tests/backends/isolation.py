@@ -16,8 +16,8 @@ import sys
 from typing import Any
 
 from arenacheck.backends.recording import LoggedCall
-from arenacheck.impl.backend import OsSpan
 from arenacheck.impl.errors import OSCallFailed
+from arenacheck.model.spans import OsSpan
 
 _TIMEOUT = 120.0
 PROPERTIES = frozenset(

@@ -18,10 +18,10 @@ import dataclasses
 import os
 from typing import Any, Protocol
 
-from arenacheck.impl.backend import OsSpan, SpanState, merge_spans
 from arenacheck.impl.host import IS_WINDOWS
 from arenacheck.impl.win_kernel32 import MEMORY_BASIC_INFORMATION, SYSTEM_INFO
 from arenacheck.model.arith import round_down, round_up
+from arenacheck.model.spans import OsSpan, SpanState, merge_spans
 from arenacheck.model.win_constants import (
     ALLOCATION_GRANULARITY,
     ERROR_INVALID_ADDRESS,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from arenacheck.impl.backend import OsSpan, SpanState
+from arenacheck.model.spans import OsSpan, SpanState
 
 GLYPH = {SpanState.FREE: ".", SpanState.RESERVED: "-", SpanState.COMMITTED: "#"}
 LEGEND = "legend: '#' committed, '-' reserved, '.' free, '?' mixed"

@@ -31,7 +31,7 @@ from arenacheck.backends.registry import POSIX_NATIVE, WIN32_WINE, open_backend,
 from arenacheck.harness.runner import run_machine
 from arenacheck.impl import c_build, c_load
 from arenacheck.impl.arena import FOOTER_MAGIC, Arena
-from arenacheck.impl.backend import Backend, OsSpan, SpanState
+from arenacheck.impl.backend import Backend
 from arenacheck.impl.c_abi import ABI_VERSION, CArenaLibrary, NativeAbiViolation, Status
 from arenacheck.impl.c_arena import CArena
 from arenacheck.impl.c_bridge import BackendBridge, memory_is_local
@@ -51,6 +51,7 @@ from arenacheck.machines.arena import machine_for
 from arenacheck.model.arena import ArenaModel
 from arenacheck.model.arith import ISIZE_MAX
 from arenacheck.model.geometry import KIB, Geometry, GeometryError
+from arenacheck.model.spans import OsSpan, SpanState
 
 from stateful_tests.tests import test_oxc_numbers as oxc_numbers
 
