@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from arenacheck.impl import host
 from arenacheck.impl.native import native_source
 
 SOURCE = native_source("c_arena.c")
@@ -71,7 +72,7 @@ def compiler_unavailable_reason() -> str | None:
 
 
 def _library_suffix() -> str:
-    return ".dylib" if sys.platform == "darwin" else ".so"
+    return ".dylib" if host.IS_DARWIN else ".so"
 
 
 def build_dir() -> Path:

