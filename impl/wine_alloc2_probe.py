@@ -20,7 +20,6 @@ import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 PROBE_TIMEOUT = 120.0
 # The child prints this and the base it got; anything else is a refusal or a death.
@@ -30,9 +29,9 @@ SURVIVED = "survived"
 @functools.cache
 def aligned_reserve_survives(size: int, align: int) -> bool:
     """True when a child process made this ``VirtualAlloc2`` reservation and lived."""
+    # The child finds arenacheck where this process did: the inherited path (an install,
+    # or the folder ``arenacheck windows-python`` puts on PYTHONPATH).
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     try:
         done = subprocess.run(
             [sys.executable, "-m", "arenacheck.impl.wine_alloc2_probe", str(size), str(align)],

@@ -27,6 +27,8 @@ from arenacheck.machines.oracle import Divergence
 from arenacheck.model.geometry import GIB, Geometry
 from hypothesis import settings
 
+from stateful_tests.tests.children import child_pythonpath
+
 ROOT = Path(__file__).resolve().parents[2]
 ARENAS = 100
 ERROR_COMMITMENT_LIMIT = 1455
@@ -180,7 +182,7 @@ def test_windows_job_limit_system_fails_reserve_commit_fits() -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": child_pythonpath()},
     )
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)

@@ -12,6 +12,8 @@ import pytest
 from arenacheck.harness.plugins import PluginError, load_factory
 from arenacheck.impl.arena import Arena
 
+from stateful_tests.tests.children import child_pythonpath
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,7 +38,7 @@ def test_bad_names_are_refused_clearly(spec: str) -> None:
 def test_the_readme_example_plugin_runs_every_arena_machine() -> None:
     """The example of the README, run exactly as documented, on two backends."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARENACHECK_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = child_pythonpath()
     args = [
         sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
         "--arenacheck-impl", "examples.counting_arena:CountingArena",
@@ -51,7 +53,7 @@ def test_the_readme_example_plugin_runs_every_arena_machine() -> None:
 def test_a_broken_plugin_fails_the_arena_machine(tmp_path: Path) -> None:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ARENACHECK_")},
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": child_pythonpath(),
         "ARENACHECK_IMPL": "arenacheck.faults.zoo:MinAlignIgnored",
         "ARENACHECK_FAILURES_DIR": str(tmp_path),
     }

@@ -26,6 +26,8 @@ from arenacheck.record.regression import write_regression
 from arenacheck.record.replay import load_program
 from hypothesis import settings
 
+from stateful_tests.tests.children import child_pythonpath
+
 ROOT = Path(__file__).resolve().parents[2]
 # Failures are found on this platform's own OS, as a user finds them.
 NATIVE = WIN32_NATIVE if sys.platform == "win32" else POSIX_NATIVE
@@ -70,7 +72,7 @@ def child(impl: str, failures: Path) -> list[str]:
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARENACHECK_")}
     env.update(extra)
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = child_pythonpath()
     return env
 
 

@@ -26,6 +26,8 @@ from arenacheck.machines.arena import machine_for
 from hypothesis import settings
 from pytest_mock import MockerFixture
 
+from stateful_tests.tests.children import child_pythonpath
+
 REQUIRE_ENV = "ARENACHECK_REQUIRE_WINDOWS_PYTHON"
 ROOT = Path(__file__).resolve().parents[2]
 BROKEN = "arenacheck.faults.broken_arenas:UnalignedGrowCommit"
@@ -238,7 +240,7 @@ def test_a_run_past_its_timeout_is_killed_with_124(
 
 def pytest_here(file: Path, backend: str) -> subprocess.CompletedProcess[str]:
     env = clean_env()
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = child_pythonpath()
     args = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider"]
     return subprocess.run(
         [*args, str(file), "--arenacheck-backend", backend],
