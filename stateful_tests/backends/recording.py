@@ -4,10 +4,14 @@ The log lets the harness compare the calls an arena made with the calls the mode
 predicts, call for call. The fence refuses, before the OS sees it, any commit, decommit
 or release that reaches outside a reservation this wrapper handed out and that is still
 live: such a call could change or destroy another mapping in the process (a released
-range may already belong to someone else).
+range may already belong to someone else). It refuses as well, before memory is touched,
+a read or write that reaches outside what the calls made through it have committed
+read-write: touching such memory kills the process (uncommitted) or corrupts someone
+else's (outside the reservations).
 
-Invariant: ``live`` holds exactly the reservations made through this wrapper and not yet
-released through it.
+Invariants: ``live`` holds exactly the reservations made through this wrapper and not yet
+released through it; ``committed`` exactly the pages of them that its successful commits
+(and committed reservations) made read-write and no later decommit or release took back.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from arenacheck.faults.injector import Fault, FaultInjector, InjectedFault
 from arenacheck.impl.backend import Backend
 from arenacheck.impl.errors import OSCallFailed
 from arenacheck.model.arena import OsCall, OsOp
+from arenacheck.model.arith import round_down, round_up
+from arenacheck.model.intervals import IntervalMap
 from arenacheck.model.spans import OsSpan
 
 
@@ -50,6 +56,7 @@ class RecordingBackend(BackendWrapper):
         self.faults = FaultInjector(inner)
         self.log: list[LoggedCall] = []
         self.live: dict[int, int] = {}
+        self.committed: IntervalMap[bool] = IntervalMap()
         self.fence_tripped = False
         self.release_views: dict[int, list[OsSpan]] = {}
         self._keep_release_views = keep_release_views
@@ -79,6 +86,27 @@ class RecordingBackend(BackendWrapper):
                 "the call was not made"
             )
 
+    def _pages(self, addr: int, size: int) -> tuple[int, int]:
+        """The pages a call on ``[addr, addr + size)`` acts on: both kernels round so."""
+        return round_down(addr, self.page), round_up(addr + size, self.page)
+
+    def _touchable(self, what: str, addr: object, n: object) -> None:
+        """Refuse, before memory is touched, an access outside committed read-write memory."""
+        if type(addr) is not int or type(n) is not int or n < 0:
+            self.fence_tripped = True
+            raise FenceViolation(
+                f"{what}({addr!r}, {n!r}): an address and a length must be non-negative ints; "
+                "memory was not touched"
+            )
+        if n == 0 or self.committed.covers(addr, addr + n):
+            return
+        self.fence_tripped = True
+        runs = ", ".join(f"[{r.start:#x}, {r.end:#x})" for r in self.committed)
+        raise FenceViolation(
+            f"{what}({addr:#x}, {n:#x}) reaches outside the memory this implementation's calls "
+            f"committed read-write ({runs or 'none'}); memory was not touched"
+        )
+
     def _failed(self, call: OsCall, error: OSCallFailed) -> None:
         self.log.append(LoggedCall(call, error.code, injected=isinstance(error, InjectedFault)))
 
@@ -99,6 +127,8 @@ class RecordingBackend(BackendWrapper):
             raise
         self.log.append(LoggedCall(call, result=base))
         self.live[base] = size
+        if op is OsOp.RESERVE_COMMITTED:
+            self.committed.set(base, base + size, True)
         return base
 
     def reserve(self, size: int) -> int:
@@ -111,11 +141,13 @@ class RecordingBackend(BackendWrapper):
         call = OsCall(OsOp.COMMIT, addr, size)
         self._fenced(call)
         self._run(call, self.faults.commit, addr, size)
+        self.committed.set(*self._pages(addr, size), True)
 
     def decommit(self, addr: int, size: int) -> None:
         call = OsCall(OsOp.DECOMMIT, addr, size)
         self._fenced(call)
         self._run(call, self.faults.decommit, addr, size)
+        self.committed.set(*self._pages(addr, size), None)
 
     def release(self, addr: int, size: int) -> None:
         call = OsCall(OsOp.RELEASE, addr, size)
@@ -124,6 +156,7 @@ class RecordingBackend(BackendWrapper):
         if self._keep_release_views:
             self.release_views[addr] = self.inner.query(addr, addr + size)
         self._forget(addr, addr + size)
+        self.committed.set(*self._pages(addr, size), None)
 
     def _forget(self, lo: int, hi: int) -> None:
         """Take ``[lo, hi)`` out of the live reservations, keeping what is left of each."""
@@ -163,9 +196,11 @@ class RecordingBackend(BackendWrapper):
         return self.inner.query(lo, hi)
 
     def read(self, addr: int, n: int) -> bytes:
+        self._touchable("read", addr, n)
         return self.inner.read(addr, n)
 
     def write(self, addr: int, data: bytes) -> None:
+        self._touchable("write", addr, len(data))
         self.inner.write(addr, data)
 
     def release_leftovers(self) -> list[tuple[int, int]]:
@@ -174,4 +209,5 @@ class RecordingBackend(BackendWrapper):
         for base, size in leaked:
             self.inner.release(base, size)
         self.live.clear()
+        self.committed = IntervalMap()
         return leaked

@@ -6,6 +6,8 @@ is missing.
 
 from __future__ import annotations
 
+import ctypes
+
 from arenacheck.harness.plugins import ArenaFactory
 from arenacheck.impl.arena import Arena
 from arenacheck.impl.backend import Backend
@@ -44,12 +46,35 @@ class SecondFreeCallsOS(Arena):
 
 
 class WritesBelowStart(Arena):
-    """After each allocation, touches the byte just below S: uncommitted, so it faults."""
+    """After each allocation, stores to the byte just below S itself, as native code would,
+    not through its backend: the page is uncommitted, so the process faults."""
+
+    def try_alloc(self, size: object, align: object = 1) -> int | None:
+        addr = super().try_alloc(size, align)
+        if addr is not None:
+            ctypes.memset(self._start - 1, 0, 1)
+        return addr
+
+
+class WritesUncommittedThroughBackend(Arena):
+    """After each allocation, writes the byte just below S through its backend: a page it
+    never committed."""
 
     def try_alloc(self, size: object, align: object = 1) -> int | None:
         addr = super().try_alloc(size, align)
         if addr is not None:
             self._backend.write(self._start - 1, b"\x00")
+        return addr
+
+
+class ReadsUncommittedThroughBackend(Arena):
+    """After each allocation, reads the byte just below S through its backend: a page it
+    never committed."""
+
+    def try_alloc(self, size: object, align: object = 1) -> int | None:
+        addr = super().try_alloc(size, align)
+        if addr is not None:
+            self._backend.read(self._start - 1, 1)
         return addr
 
 

@@ -6,6 +6,7 @@ Hypothesis reports a failure, and that the failure names the expected problem.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -70,3 +71,28 @@ def test_harness_catches(
     assert found is not None, f"not a harness failure: {caught.value!r}"
     assert re.search(EXPECTED[broken], str(found)), str(found)
     assert len(list(tmp_path.glob("ArenaMachine-*.py"))) == 1, "no regression file written"
+
+
+FENCED_IO = {
+    "write": "WritesUncommittedThroughBackend",
+    "read": "ReadsUncommittedThroughBackend",
+}
+
+
+@pytest.mark.parametrize("access", sorted(FENCED_IO))
+def test_memory_touched_through_the_backend_outside_its_commits_is_fenced(
+    backend_name: str, access: str, tmp_path: Path
+) -> None:
+    """A read or write through the backend of a page the arena never committed is refused
+    before memory is touched (on a real kernel it would kill the worker), and the failure
+    is a minimised program: create, then one allocation."""
+    impl = f"arenacheck.faults.broken_arenas:{FENCED_IO[access]}"
+    machine = machine_for(backend_name, "small", impl=impl)
+    budget = settings(settings.default, max_examples=200, database=None, print_blob=False)
+    with pytest.raises(FenceViolation, match=rf"^{access}\(0x[0-9a-f]+, 0x1\) reaches outside"):
+        run_machine(
+            machine, backend_name=backend_name, run_settings=budget, write_failures_to=tmp_path
+        )
+    (trace,) = tmp_path.glob("ArenaMachine-*.json")
+    steps = [step["rule"] for step in json.loads(trace.read_text(encoding="utf-8"))["steps"]]
+    assert steps == ["new_arena", "alloc"], steps
