@@ -1,8 +1,8 @@
 """A plugin that delegates to the built-in arena and changes one behaviour.
 
-    python -m pytest -n auto --arena-impl examples.counting_arena:CountingArena
+    python -m pytest -n auto --arenacheck-impl examples.counting_arena:CountingArena
 
-Every machine then checks ``CountingArena`` instead of ``impl.arena.Arena``.
+Every machine then checks ``CountingArena`` instead of ``arenacheck.impl.arena.Arena``.
 """
 
 from __future__ import annotations

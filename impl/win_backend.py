@@ -100,7 +100,7 @@ class WindowsBackend(Backend):
         """What is mapped in ``[lo, hi)`` though VirtualQuery reports it free.
 
         Windows' VirtualQuery sees every allocation, and a stand-in's model hides nothing:
-        only Wine keeps memory of its own outside its views (``impl.wine_held``).
+        only Wine keeps memory of its own outside its views (``arenacheck.impl.wine_held``).
         """
         if self.wine_version is None or not self.acts_in_this_process:
             return []
@@ -120,7 +120,7 @@ class WindowsBackend(Backend):
         """VirtualAlloc2 with MEM_ADDRESS_REQUIREMENTS, where KernelBase exports it (A.6).
 
         Under Wine only once a child process has survived the same call: Wine 8.0 aborts
-        the process for some shapes (``impl.wine_alloc2_probe``).
+        the process for some shapes (``arenacheck.impl.wine_alloc2_probe``).
         """
         if getattr(self.k32, "VirtualAlloc2", None) is None:
             return None

@@ -29,7 +29,6 @@ from arenacheck.impl.backend import Backend
 from arenacheck.impl.posix_backend import PosixBackend
 from arenacheck.impl.win_backend import WindowsBackend
 
-__all__ = ["BACKEND_NAMES", "POSIX_NATIVE", "WIN32_EMULATED", "WIN32_NATIVE", "WIN32_WINE"]
 SEAM = "arenacheck.impl.win_backend.load_kernel32"
 
 

@@ -1,9 +1,9 @@
 """A kernel32 stand-in: the Windows model's answers, over real host memory.
 
-It has the call shapes of the ctypes functions in ``impl.win_kernel32`` (arguments
+It has the call shapes of the ctypes functions in ``arenacheck.impl.win_kernel32`` (arguments
 converted as argtypes would, ``None`` for a NULL pointer result, the last error read
-through ``get_last_error``), so ``impl.win_backend`` runs on it unchanged. Every result
-and error code comes from ``model.win_vm.WindowsVM``; host memory (mmap on POSIX, the
+through ``get_last_error``), so ``arenacheck.impl.win_backend`` runs on it unchanged. Every result
+and error code comes from ``arenacheck.model.win_vm.WindowsVM``; host memory (mmap on POSIX, the
 real VirtualAlloc on Windows) only makes committed pages usable and uncommitted pages
 fault, so the Windows code path reads and writes real memory.
 

@@ -1,8 +1,8 @@
 """kernel32 under Wine: ``native/wine_vmserver.c``, built with mingw-w64, over a pipe.
 
-``WineKernel32`` has the call shapes of ``impl.win_kernel32.Kernel32`` (arguments converted as
+``WineKernel32`` has the call shapes of ``arenacheck.impl.win_kernel32.Kernel32`` (arguments converted as
 ctypes' argtypes would, NULL pointers returned as ``None``, structures filled in place, the
-last error read with ``get_last_error``), so the unchanged ``impl.win_backend`` runs against
+last error read with ``get_last_error``), so the unchanged ``arenacheck.impl.win_backend`` runs against
 Wine's VirtualAlloc family. ``WineBackend`` is that backend, with reads and writes going over
 the pipe too: the memory lives in the Wine process, not in this one.
 
@@ -30,7 +30,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -39,6 +38,7 @@ from typing import IO, Any
 
 from arenacheck.backends.names import WIN32_WINE
 from arenacheck.backends.standin import _convert, _structure_behind
+from arenacheck.impl import host
 from arenacheck.impl.native import native_source
 from arenacheck.impl.win_backend import WindowsBackend
 from arenacheck.impl.win_kernel32 import DWORD, MEMORY_BASIC_INFORMATION, SYSTEM_INFO
@@ -113,8 +113,8 @@ class InaccessibleMemory(OSError):
 
 def unavailable_reason() -> str | None:
     """Why this machine cannot run ``win32-wine``, naming exactly what is missing."""
-    if not sys.platform.startswith("linux"):
-        return f"win32-wine runs Debian's wine64 on Linux; this is {sys.platform}"
+    if not host.IS_LINUX:
+        return f"win32-wine runs Debian's wine64 on Linux; this is {host.PLATFORM}"
     missing = []
     absent = [str(p) for p in (WINE64, WINESERVER64) if not os.access(p, os.X_OK)]
     if absent:
@@ -238,7 +238,7 @@ class WineServer:
 
     def host_mappings(self, lo: int, hi: int) -> list[str]:
         """Linux mappings of the Wine process over ``[lo, hi)`` that Wine cannot map a view
-        on, though its VirtualQuery reports them free (``impl.wine_held``)."""
+        on, though its VirtualQuery reports them free (``arenacheck.impl.wine_held``)."""
         return held_mappings(Path(f"/proc/{self.unix_pid}/maps").read_text(), lo, hi)
 
     @property

@@ -53,6 +53,9 @@ WINDOWS_ONLY = ("colorama==0.4.6",)
 # cache records what python.org shipped.
 HELD_BACK = ("_wmi.pyd",)
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# A checkout holds the package as stateful_tests/ beside model/ and impl/; an installed
+# wheel holds model/ and impl/ inside the package, and no tests of its own.
+IN_CHECKOUT = PACKAGE_DIR.name == "stateful_tests"
 SOURCE_ROOT = PACKAGE_DIR.parent
 CACHE_ENV = "ARENACHECK_CACHE_DIR"
 PREFIX_TIMEOUT = 600.0
@@ -253,6 +256,10 @@ def link_package(site: Path) -> None:
     from arenacheck.impl.native import NATIVE_DIR
 
     package = site / "arenacheck"
+    if not IN_CHECKOUT:
+        site.mkdir(parents=True)
+        package.symlink_to(PACKAGE_DIR)
+        return
     package.mkdir(parents=True)
     for entry in PACKAGE_DIR.iterdir():
         if entry.name not in ("tests", "__pycache__"):
@@ -294,7 +301,10 @@ def wine_env(prefix: Path, site: Path, base: dict[str, str] | None = None) -> di
     # Only the standard streams are UTF-8: files keep Windows' locale encoding, so code
     # that forgets an encoding fails here as it would on a Windows runner.
     env["PYTHONIOENCODING"] = "utf-8"
-    env["PYTHONPATH"] = f"{windows_path(SOURCE_ROOT)};{windows_path(site)}"
+    # The checkout's own root too, for its tests and examples; an installed wheel's
+    # site-packages is this platform's, not Windows'.
+    paths = [SOURCE_ROOT, site] if IN_CHECKOUT else [site]
+    env["PYTHONPATH"] = ";".join(windows_path(p) for p in paths)
     env.pop("VIRTUAL_ENV", None)
     return env
 

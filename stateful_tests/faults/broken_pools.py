@@ -1,4 +1,4 @@
-"""Deliberately broken pools: each changes one behaviour of ``impl.pool.ArenaPool``.
+"""Deliberately broken pools: each changes one behaviour of ``arenacheck.impl.pool.ArenaPool``.
 
 Each is a bug users of oxc's pool met or could meet; the harness must catch every one of
 them, and a broken pool it cannot catch means a check is missing.

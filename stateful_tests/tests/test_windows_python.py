@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -201,7 +202,8 @@ def test_status_output_and_standard_input_are_the_interpreters(
         "print('stdin', repr(sys.stdin.read()))\n"
         "print('wmi', importlib.util.find_spec('_wmi'))\n"
         "print('cwd', __import__('os').getcwd())\n"
-        "import stateful_tests, impl; print('source', stateful_tests.__file__)\n"
+        "import stateful_tests.tests, arenacheck; print('source', stateful_tests.__file__)\n"
+        "print('package', arenacheck.__file__)\n"
         "sys.exit(7)\n"
     )
     status, out = windows(["-c", script], cwd=tmp_path)
@@ -211,6 +213,8 @@ def test_status_output_and_standard_input_are_the_interpreters(
     assert "wmi None" in out, "_wmi.pyd is kept off the path"
     assert f"cwd {windows_python.windows_path(tmp_path)}" in out
     assert f"source {windows_python.windows_path(ROOT)}\\stateful_tests\\__init__.py" in out
+    # arenacheck itself from the run's folder laid out as the wheel is, not the checkout.
+    assert re.search(r"package .*\\site\\arenacheck\\__init__\.py", out), out
 
 
 def test_each_run_has_a_prefix_of_its_own_gone_afterwards(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from arenacheck.backends.wine_kernel32 import (
     WineServerDied,
     start_server,
 )
+from arenacheck.impl import host
 from arenacheck.impl.win_kernel32 import MEMORY_BASIC_INFORMATION, SYSTEM_INFO
 from arenacheck.model.win_constants import (
     ERROR_INVALID_PARAMETER,
@@ -59,7 +59,7 @@ def call(k32: WineKernel32, fn: object, *args: object) -> tuple[object, int]:
 def test_unavailable_reason_names_exactly_what_is_missing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(host, "IS_LINUX", True)
     monkeypatch.setattr(wine_kernel32, "WINE64", tmp_path / "wine64")
     monkeypatch.setattr(wine_kernel32, "MINGW_GCC", "no-such-mingw-gcc")
     reason = wine_kernel32.unavailable_reason()
@@ -69,7 +69,8 @@ def test_unavailable_reason_names_exactly_what_is_missing(
     monkeypatch.setattr(wine_kernel32, "MINGW_GCC", "sh")
     reason = wine_kernel32.unavailable_reason()
     assert reason is not None and "mingw" not in reason
-    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setattr(host, "IS_LINUX", False)
+    monkeypatch.setattr(host, "PLATFORM", "darwin")
     assert "darwin" in str(wine_kernel32.unavailable_reason())
 
 
