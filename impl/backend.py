@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 # The span types are the model's; importers of this module still find them here.
-from arenacheck.model.spans import OsSpan, SpanState, merge_spans
+from arenacheck.model.spans import OsSpan, SpanState, merge_spans, prot_letters
 
 if TYPE_CHECKING:
     from arenacheck.impl.win_kernel32 import Kernel32
@@ -26,18 +26,6 @@ __all__ = [
     "prot_letters",
     "spans_of",
 ]
-
-
-# "r", "w", "x" or "-" for each protection whose read, write and execute bits are 1, 2, 4:
-# POSIX's PROT_*, XNU's VM_PROT_* and PROCMAP_QUERY's VMA flags alike.
-_LETTERS = tuple(
-    ("r" if p & 1 else "-") + ("w" if p & 2 else "-") + ("x" if p & 4 else "-") for p in range(8)
-)
-
-
-def prot_letters(prot: int) -> str:
-    """A protection as the first three characters of /proc maps' perms column."""
-    return _LETTERS[prot & 7]
 
 
 def spans_of(mappings: Iterable[tuple[int, int, str]], lo: int, hi: int) -> list[OsSpan]:

@@ -10,8 +10,8 @@ import ctypes
 import ctypes.util
 from collections.abc import Iterator
 
-from arenacheck.impl.backend import prot_letters, spans_of
-from arenacheck.model.spans import OsSpan
+from arenacheck.impl.backend import spans_of
+from arenacheck.model.spans import OsSpan, prot_letters
 
 VM_REGION_BASIC_INFO_64 = 9
 KERN_SUCCESS = 0

@@ -2,8 +2,9 @@
 
 Lines are clipped to the range asked about, because an anonymous mapping can merge
 with an unrelated neighbour that has the same flags. Where the kernel answers the
-PROCMAP_QUERY ioctl (6.11 and later) the backend asks it instead (:mod:`arenacheck.impl.procmap_query`):
-the same VMAs without reading the whole file; this text reader is the fallback.
+PROCMAP_QUERY ioctl (6.11 and later) the backend asks it instead
+(:mod:`arenacheck.impl.procmap_query`): the same VMAs without reading the whole file; this
+text reader is the fallback.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import threading
 import weakref
 from collections.abc import Iterator
 
-from arenacheck.impl.backend import prot_letters, spans_of
-from arenacheck.model.spans import OsSpan
+from arenacheck.impl.backend import spans_of
+from arenacheck.model.spans import OsSpan, prot_letters
 
 # _IOWR('f', 17, struct procmap_query) from <linux/fs.h>; the struct is 104 bytes.
 PROCMAP_QUERY = 0xC0686611

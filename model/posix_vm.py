@@ -30,10 +30,12 @@ from arenacheck.model.posix_constants import (
     MAP_PRIVATE,
     MAP_SHARED,
     PROT_EXEC,
+    PROT_NONE,
     PROT_READ,
     PROT_WRITE,
     PosixFlavor,
 )
+from arenacheck.model.spans import OsSpan, SpanState, merge_spans, prot_letters
 
 MAP_FAILED = MASK64
 
@@ -91,6 +93,20 @@ class PosixVM:
     def data_bytes(self) -> int:
         """Private writable bytes: what RLIMIT_DATA counts (B.2)."""
         return sum(r.size for r in self.vmas if r.value.writable)
+
+    def expected_view(self, lo: int, hi: int) -> list[OsSpan]:
+        """``[lo, hi)`` as the kernel's view must show it: gaps free, PROT_NONE mappings
+        reserved, the rest committed with their protection."""
+        spans = []
+        for seg in self.vmas.segments(lo, hi):
+            if seg.value is None:
+                spans.append(OsSpan(seg.start, seg.end, SpanState.FREE))
+            elif seg.value.prot == PROT_NONE:
+                spans.append(OsSpan(seg.start, seg.end, SpanState.RESERVED))
+            else:
+                prot = prot_letters(seg.value.prot)
+                spans.append(OsSpan(seg.start, seg.end, SpanState.COMMITTED, prot))
+        return merge_spans(spans)
 
     def prot_at(self, addr: int) -> int | None:
         vma = self.vmas.get(addr)

@@ -46,3 +46,15 @@ def merge_spans(spans: list[OsSpan]) -> list[OsSpan]:
         else:
             out.append(span)
     return out
+
+
+# "r", "w", "x" or "-" for each protection whose read, write and execute bits are 1, 2, 4:
+# POSIX's PROT_*, XNU's VM_PROT_* and PROCMAP_QUERY's VMA flags alike.
+_LETTERS = tuple(
+    ("r" if p & 1 else "-") + ("w" if p & 2 else "-") + ("x" if p & 4 else "-") for p in range(8)
+)
+
+
+def prot_letters(prot: int) -> str:
+    """A protection as the first three characters of /proc maps' perms column."""
+    return _LETTERS[prot & 7]

@@ -18,7 +18,6 @@ from typing import ClassVar
 
 from arenacheck.backends.registry import open_backend
 from arenacheck.impl import host
-from arenacheck.impl.backend import prot_letters
 from arenacheck.impl.posix_backend import PosixBackend
 from arenacheck.impl.posix_libc import CallResult
 from arenacheck.machines.labels import label
@@ -121,18 +120,6 @@ class PosixVMMachine(RuleBasedStateMachine):
                     label("range reaches a mapping we do not own: call skipped")
                     return False
         return True
-
-    def expected_view(self, lo: int, hi: int) -> list[OsSpan]:
-        spans = []
-        for seg in self.model.vmas.segments(lo, hi):
-            if seg.value is None:
-                spans.append(OsSpan(seg.start, seg.end, SpanState.FREE))
-            elif seg.value.prot == PROT_NONE:
-                spans.append(OsSpan(seg.start, seg.end, SpanState.RESERVED))
-            else:
-                prot = prot_letters(seg.value.prot)
-                spans.append(OsSpan(seg.start, seg.end, SpanState.COMMITTED, prot))
-        return merge_spans(spans)
 
     # ------------------------------------------------------------------ rules
 
@@ -389,7 +376,10 @@ class PosixVMMachine(RuleBasedStateMachine):
                 ]
                 where = f"{region} at +{seg.start - region.base:#x}"
                 expect_view(
-                    where, merge_spans(got), self.expected_view(seg.start, seg.end), region.base
+                    where,
+                    merge_spans(got),
+                    self.model.expected_view(seg.start, seg.end),
+                    region.base,
                 )
 
     def teardown(self) -> None:
