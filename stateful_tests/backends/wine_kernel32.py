@@ -3,8 +3,9 @@
 ``WineKernel32`` has the call shapes of ``arenacheck.impl.win_kernel32.Kernel32``
 (arguments converted as ctypes' argtypes would, NULL pointers returned as ``None``,
 structures filled in place, the last error read with ``get_last_error``), so the unchanged
-``arenacheck.impl.win_backend`` runs against Wine's VirtualAlloc family. ``WineBackend`` is that backend, with reads and writes going over
-the pipe too: the memory lives in the Wine process, not in this one.
+``arenacheck.impl.win_backend`` runs against Wine's VirtualAlloc family. ``WineBackend`` is
+that backend, with reads and writes going over the pipe too: the memory lives in the Wine
+process, not in this one.
 
 One server per Python process (so one per xdist worker), started on first use in a Wine
 prefix of its own in a temporary directory, and shut down at exit. A shell wrapper around
