@@ -7,13 +7,18 @@ fixtures and environment variables carry arenacheck's name, importing it imports
 that touches the OS, registers no Hypothesis profile and loads none, and it reports and
 validates only when an arenacheck option or requirement is given (or a project asks for it
 with ``arenacheck_header``). Tests ask for ``arenacheck_backend`` to run once per backend.
+
+Under pytest-xdist it names to each worker a flight-recorder file (``arenacheck.record.flight``),
+which only a running machine creates; when a worker dies in a test whose machine left one,
+the crash report says which step it had started and how to replay it. A session that runs no
+machine has no such file, and xdist's report stays as it is.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 from arenacheck.backends.names import BACKEND_NAMES, WIN32_EMULATED
@@ -28,6 +33,8 @@ IMPL_ENV = "ARENACHECK_IMPL"
 BACKEND_OPTION = "--arenacheck-backend"
 IMPL_OPTION = "--arenacheck-impl"
 HEADER_INI = "arenacheck_header"
+# The key of ``workerinput`` naming the directory of the session's flight-recorder files.
+FLIGHT_INPUT = "arenacheck_flight_dir"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -88,10 +95,34 @@ def session_root() -> Path | None:
     return _SESSION_ROOT[0] if _SESSION_ROOT else None
 
 
+_FLIGHT_FILE: list[Path] = []
+
+
+class WorkerController(Protocol):
+    """What the hooks read of xdist's ``WorkerController`` (xdist ships no types)."""
+
+    config: pytest.Config
+    workerinput: dict[str, Any]
+
+
+_FLIGHT_DIR = pytest.StashKey[Path]()
+
+
+def flight_file() -> Path | None:
+    """This xdist worker's flight-recorder file (``arenacheck.record.flight`` asks); None
+    outside a worker, where no one would be left to read it."""
+    return _FLIGHT_FILE[0] if _FLIGHT_FILE else None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Kept, not acted on: a test may use arenacheck with no option given, and its examples
     # still belong to the project pytest runs in, wherever the working directory is.
     _SESSION_ROOT[:] = [config.rootpath]
+    # A name only: the file and its directory exist once a machine runs here.
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput and FLIGHT_INPUT in workerinput:
+        directory = Path(workerinput[FLIGHT_INPUT])
+        _FLIGHT_FILE[:] = [directory / f"{workerinput['workerid']}.json"]
     if not in_use(config):
         return
     from arenacheck.harness.plugins import PluginError, load_factory
@@ -116,6 +147,44 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     _SESSION_ROOT.clear()
+    _FLIGHT_FILE.clear()
+    directory = config.stash.get(_FLIGHT_DIR, None)
+    if directory is not None:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# Optional: the hooks are xdist's, and a session may run without it (``-p no:xdist``).
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: WorkerController) -> None:
+    """Each worker's flight-recorder directory: one per session, named but not made here."""
+    config = node.config
+    if _FLIGHT_DIR not in config.stash:
+        import tempfile
+
+        name = f"arenacheck-flight-{os.getpid()}-{os.urandom(6).hex()}"
+        config.stash[_FLIGHT_DIR] = Path(tempfile.gettempdir()) / name
+    node.workerinput[FLIGHT_INPUT] = str(config.stash[_FLIGHT_DIR])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: object) -> None:
+    """A dead worker whose flight file names this test: its last step started, the
+    regression files written from it and the commands that replay them, in the report."""
+    node: WorkerController | None = getattr(report, "node", None)
+    directory = None if node is None else node.workerinput.get(FLIGHT_INPUT)
+    if node is None or directory is None:
+        return
+    worker = str(node.workerinput["workerid"])
+    path = Path(directory) / f"{worker}.json"
+    if not path.is_file():
+        return
+    from arenacheck.record.flight import crash_report
+
+    lines = crash_report(path, crashitem, worker)
+    if lines:
+        report.longrepr = "\n".join([str(report.longrepr), *lines])
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -3,7 +3,8 @@
 ``run_machine`` is what every machine test calls instead of ``run_state_machine_as_test``.
 When the machine fails, the last example Hypothesis ran is the minimised one it reports, so
 that instance's trace is written out as a regression file pair (``.py`` and ``.json``) before
-the failure propagates.
+the failure propagates. In an xdist worker each example's start, and each step's, is also
+kept by the flight recorder (``arenacheck.record.flight``), for a crash that kills the worker.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from arenacheck.harness.profiles import (
     arenacheck_settings,
     selected_profile_name,
 )
+from arenacheck.record import flight
 from arenacheck.record.regression import write_regression
 from hypothesis import seed, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
@@ -53,8 +55,11 @@ def run_machine(
     """Run ``machine`` under Hypothesis (``run_settings``, else the selected arenacheck
     profile); on failure write a regression file, then re-raise."""
     last: list[RuleBasedStateMachine] = []
+    failures = write_failures_to or failures_dir()
 
     def init(self: Any) -> None:
+        # Before the machine's own setup, which opens the backend and may crash too.
+        flight.begin(self, failures, regression=record)
         machine.__init__(self)
         last[:] = [self]
 
@@ -68,8 +73,9 @@ def run_machine(
     except BaseException as error:
         if record and last and not isinstance(error, KeyboardInterrupt):
             steps = getattr(last[0], "trace", [])
-            paths = write_regression(
-                machine, backend_name, steps, error, write_failures_to or failures_dir()
-            )
+            paths = write_regression(machine, backend_name, steps, error, failures)
             add_note(error, f"regression files: {paths[0]} and {paths[1]}")
         raise
+    finally:
+        # The run is over with the worker alive: nothing left for a crash report to name.
+        flight.forget()

@@ -18,6 +18,8 @@ from arenacheck.record.trace import Step
 from hypothesis.stateful import RuleBasedStateMachine
 
 FORMAT = 1
+# How a program recorded by a dead worker's flight recorder states its error.
+WORKER_CRASHED = "worker crashed"
 
 
 def program_of(
@@ -42,11 +44,18 @@ def short_hash(program: dict[str, Any]) -> str:
 
 def render_test(program: dict[str, Any], stem: str) -> str:
     literal = pprint.pformat(program, indent=1, width=96, sort_dicts=False)
+    # A dead worker's program is as far as it got: Hypothesis died with it, before shrinking.
+    crashed = str(program["error"]).startswith(WORKER_CRASHED)
+    which = (
+        "program below, up to the step the worker died in,"
+        if crashed
+        else "minimised program below"
+    )
     return f'''"""Regression: {program["machine"]["machine"]} failed on {program["found_on"]}.
 
     {program["error"]}
 
-Replays the minimised program below step by step, without Hypothesis, on every backend
+Replays the {which} step by step, without Hypothesis, on every backend
 selected with --arenacheck-backend (all available ones by default). Run it with
 ``python -m pytest failures/{stem}.py`` or ``arenacheck replay failures/{stem}.json``.
 """
@@ -69,7 +78,12 @@ def write_regression(
     directory: Path,
 ) -> tuple[Path, Path]:
     """Write the ``.py`` and ``.json`` pair; returns their paths."""
-    program = program_of(machine, backend_name, steps, error)
+    return write_program(program_of(machine, backend_name, steps, error), directory)
+
+
+def write_program(program: dict[str, Any], directory: Path) -> tuple[Path, Path]:
+    """Write ``program`` (as :func:`program_of` builds it) as the ``.py`` and ``.json``
+    pair named after its machine and hash; returns their paths."""
     stem = f"{program['machine']['machine']}-{short_hash(program)}"
     directory.mkdir(parents=True, exist_ok=True)
     py, js = directory / f"{stem}.py", directory / f"{stem}.json"

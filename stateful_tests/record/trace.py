@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from arenacheck.machines.labels import RULES
+from arenacheck.record import flight
 
 F = TypeVar("F", bound=Callable[..., Any])
 JSON = Any
@@ -80,13 +81,16 @@ def from_data(data: JSON, refs: dict[str, object]) -> object:
 
 
 def traced(fn: F) -> F:
-    """Record each call of a rule in ``self.trace`` before running it."""
+    """Record each call of a rule in ``self.trace`` before running it, and in an xdist
+    worker in its flight recorder too, so a crash inside the rule still names it."""
 
     @functools.wraps(fn)
     def wrapper(self: Any, **kwargs: Any) -> Any:
         step = Step(fn.__name__, {k: to_data(v) for k, v in kwargs.items()})
         RULES[fn.__name__] += 1
-        self.__dict__.setdefault("trace", []).append(step)
+        trace = self.__dict__.setdefault("trace", [])
+        trace.append(step)
+        flight.record(self, trace)
         result = fn(self, **kwargs)
         step.result = trace_name(result)
         return result
