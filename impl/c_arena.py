@@ -20,7 +20,7 @@ from __future__ import annotations
 import ctypes
 import struct
 import weakref
-from typing import NoReturn
+from typing import ClassVar, NoReturn
 
 from arenacheck.impl.arena import FOOTER_MAGIC
 from arenacheck.impl.backend import Backend
@@ -66,6 +66,10 @@ def _destroy_tombstone(lib: CArenaLibrary, handle: int, bridge: BackendBridge | 
 class CArena:
     """The native arena with :class:`impl.arena.Arena`'s interface. Create it with
     :meth:`new`; every refusal leaves it unchanged."""
+
+    # Native code stores into the arena's memory itself: a wild store kills its process,
+    # so the harness runs it in a child process unless told otherwise.
+    touches_memory_itself: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -3,8 +3,10 @@
 The sources are read from :data:`arenacheck.impl.native.NATIVE_DIR`, which is the
 checkout's ``native/`` or an installed wheel's package data. The library goes to a private
 per-user build directory (:func:`build_dir`), never beside the sources, which may be
-read-only; its name carries a key over the sources, compiler and flags, so that a changed
-source, an upgraded wheel or another compiler builds anew instead of loading a stale file.
+read-only; its name carries a key over the sources, compiler, flags and preprocessor
+defines, so that a changed source, an upgraded wheel, another compiler or another variant
+(the seeded faults of :data:`FAULT_DEFINES`) builds anew instead of loading a stale file or
+another variant's library.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -26,6 +29,10 @@ SOURCE = native_source("c_arena.c")
 HEADER = native_source("c_arena.h")
 CFLAGS = ("-std=c11", "-O2", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror")
 BUILD_DIR_ENV = "ARENACHECK_BUILD_DIR"
+# Seeded bugs of c_arena.c, each compiled in by one define; none is in the default build.
+WRITE_BELOW_START = "ARENACHECK_FAULT_WRITE_BELOW_START"
+FAULT_DEFINES = frozenset({WRITE_BELOW_START})
+_DEFINE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class CompileError(RuntimeError):
@@ -110,7 +117,15 @@ def _compiler_identity(cc: list[str]) -> bytes:
     return done.stdout
 
 
-def _build_key(cc: list[str]) -> str:
+def _define_flags(defines: tuple[str, ...]) -> list[str]:
+    """``-DNAME`` for each define, sorted: a variant is a set of names, not their order."""
+    for name in defines:
+        if not _DEFINE_NAME.fullmatch(name):
+            raise CompileError(f"{name!r} is not a preprocessor name")
+    return [f"-D{name}" for name in sorted(set(defines))]
+
+
+def _build_key(cc: list[str], defines: tuple[str, ...] = ()) -> str:
     """A digest of everything the library's bytes depend on, the sources' contents first."""
     digest = hashlib.sha256()
     parts = (
@@ -118,6 +133,7 @@ def _build_key(cc: list[str]) -> str:
         HEADER.read_bytes(),
         "\0".join(cc).encode(),
         "\0".join(CFLAGS).encode(),
+        "\0".join(_define_flags(defines)).encode(),
         _compiler_identity(cc),
         f"{sys.platform} {platform.machine()}".encode(),
     )
@@ -128,8 +144,9 @@ def _build_key(cc: list[str]) -> str:
     return digest.hexdigest()[:24]
 
 
-def build_library() -> Path:
-    """Compile ``native/c_arena.c`` once per source and compiler; return the library's path.
+def build_library(defines: tuple[str, ...] = ()) -> Path:
+    """Compile ``native/c_arena.c`` once per source, compiler and set of ``defines``; return
+    the library's path. Two sets of defines never share a library file.
 
     Parallel builders (pytest-xdist workers) never see a half-written library: each
     compiles to its own temporary file and renames it into place, which is atomic; two
@@ -142,13 +159,14 @@ def build_library() -> Path:
     assert cc is not None
     directory = build_dir()
     suffix = _library_suffix()
-    target = directory / f"c_arena-{_build_key(cc)}{suffix}"
+    flags = _define_flags(defines)
+    target = directory / f"c_arena-{_build_key(cc, defines)}{suffix}"
     if target.is_file():
         return target
     fd, tmp_name = tempfile.mkstemp(prefix=".c_arena-", suffix=suffix, dir=directory)
     os.close(fd)
     tmp = Path(tmp_name)
-    command = [*cc, *CFLAGS, "-o", str(tmp), str(SOURCE)]
+    command = [*cc, *CFLAGS, *flags, "-o", str(tmp), str(SOURCE)]
     try:
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)

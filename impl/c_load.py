@@ -11,7 +11,12 @@ import os
 from pathlib import Path
 
 from arenacheck.impl.c_abi import CArenaLibrary
-from arenacheck.impl.c_build import BUILD_DIR_ENV, build_library, compiler_unavailable_reason
+from arenacheck.impl.c_build import (
+    BUILD_DIR_ENV,
+    FAULT_DEFINES,
+    build_library,
+    compiler_unavailable_reason,
+)
 
 LIBRARY_ENV = "ARENACHECK_C_ARENA_LIB"
 
@@ -30,14 +35,25 @@ def load_library(path: str | os.PathLike[str] | None = None) -> CArenaLibrary:
     if path is None:
         # Every arena asks; building (or finding the build) runs the compiler, so the answer
         # is kept per compiler and build directory for the life of the process.
-        return _load_bundled(os.environ.get("CC", ""), os.environ.get(BUILD_DIR_ENV, ""))
+        return _load_bundled(os.environ.get("CC", ""), os.environ.get(BUILD_DIR_ENV, ""), ())
     return _load(str(Path(path).resolve()))
 
 
 @functools.cache
-def _load_bundled(cc: str, directory: str) -> CArenaLibrary:
+def _load_bundled(cc: str, directory: str, defines: tuple[str, ...] = ()) -> CArenaLibrary:
     del cc, directory  # the cache key: build_library reads both from the environment
-    return _load(str(build_library().resolve()))
+    return _load(str(build_library(defines).resolve()))
+
+
+def load_bundled_variant(defines: tuple[str, ...]) -> CArenaLibrary:
+    """The bundled source built with ``defines`` (a seeded fault of ``c_build.FAULT_DEFINES``),
+    whatever ``$ARENACHECK_C_ARENA_LIB`` names: a variant exists only of our own source.
+    Loaded once per process, compiler, build directory and set of defines."""
+    unknown = set(defines) - FAULT_DEFINES
+    if unknown:
+        raise ValueError(f"not a variant of the C arena: {sorted(unknown)}")
+    key = tuple(sorted(set(defines)))
+    return _load_bundled(os.environ.get("CC", ""), os.environ.get(BUILD_DIR_ENV, ""), key)
 
 
 def unavailable_reason() -> str | None:

@@ -156,6 +156,20 @@ static int layout_is_valid(uint64_t size, uint64_t align) {
     return is_power_of_two(align) && size <= ISIZE_MAX - (align - 1);
 }
 
+#if defined(ARENACHECK_FAULT_WRITE_BELOW_START)
+/* A seeded bug, built only into a separate library for the harness's own tests: a store to
+ * the byte just below S, which is reserved but never committed, so the process faults.
+ * Only when that byte lies in the arena's own reservation: below R it could belong to
+ * another mapping, and the store would corrupt it instead of faulting. */
+static void fault_write_below_start(const struct c_arena *arena) {
+    if (arena->start > arena->reservation) {
+        *(volatile unsigned char *)(uintptr_t)(arena->start - 1) = 0;
+    }
+}
+#else
+static void fault_write_below_start(const struct c_arena *arena) { (void)arena; }
+#endif
+
 /* -------------------------------------------------------------------- creation */
 
 int c_arena_create(const struct c_arena_geometry *geometry, uint64_t min_align, uint32_t flags,
@@ -268,6 +282,7 @@ int c_arena_alloc(struct c_arena *arena, uint64_t size, uint64_t align, uint64_t
     if (p - arena->start <= ISIZE_MAX) {
         arena->cursor = p;
         *out_addr = p;
+        fault_write_below_start(arena);
         return C_ARENA_OK;
     }
     if (p - arena->container > ISIZE_MAX) {
@@ -289,6 +304,7 @@ int c_arena_alloc(struct c_arena *arena, uint64_t size, uint64_t align, uint64_t
     arena->start = new_start;
     arena->cursor = p;
     *out_addr = p;
+    fault_write_below_start(arena);
     return C_ARENA_OK;
 }
 

@@ -8,6 +8,8 @@
 4. Commit per arena for 100 KiB of mixed allocations, ``reserve-commit`` against ``system``,
    read from the emulated kernel's commit count.
 5. The zoo: median and worst time to the first failure, and minimised program lengths.
+6. The cost of crash isolation: ArenaMachine steps per second with the implementation in a
+   child process against in this one, same implementation, backend and settings.
 """
 
 from __future__ import annotations
@@ -271,6 +273,81 @@ def zoo_figures(quick: bool) -> dict[str, Any]:
     }
 
 
+# (label, implementation, backend) of figure 6; the C arena only where it can be built.
+ISOLATION_CASES = (
+    ("arena on posix-native", "arenacheck.impl.arena:Arena", "posix-native"),
+    ("arena on win32-emulated", "arenacheck.impl.arena:Arena", "win32-emulated"),
+    ("C arena on posix-native", "arenacheck.impl.c_arena:CArena", "posix-native"),
+)
+
+
+def isolation_cost(examples: int, rounds: int = 3) -> dict[str, dict[str, float] | str]:
+    """Per case, ArenaMachine steps per second isolated and in-process, and their ratio
+    (medians of ``rounds`` interleaved rounds); a case that cannot run here maps to why.
+
+    The child process is started once per backend and kept across examples, as in a test
+    run: it is started (and the C library loaded) before the clock runs, so the figure is
+    the cost per step of every call crossing the pipe.
+    """
+    from arenacheck.backends.isolation import child_backend
+    from arenacheck.backends.registry import unavailable_reason
+    from arenacheck.impl.c_load import load_library
+    from arenacheck.impl.c_load import unavailable_reason as c_unavailable_reason
+    from arenacheck.machines import labels
+    from arenacheck.machines.arena import machine_for
+
+    run = settings(
+        max_examples=examples,
+        stateful_step_count=50,
+        deadline=None,
+        database=None,
+        print_blob=False,
+    )
+    out: dict[str, dict[str, float] | str] = {}
+    runnable: list[tuple[str, str, str]] = []
+    for name, impl, backend in ISOLATION_CASES:
+        reason = unavailable_reason(backend)
+        if reason is None and "c_arena" in impl:
+            reason = c_unavailable_reason()
+        if reason is not None:
+            out[name] = reason
+            continue
+        runnable.append((name, impl, backend))
+        child_backend(backend, None)
+        if "c_arena" in impl:
+            load_library()
+    rates: dict[str, dict[bool, list[float]]] = {n: {True: [], False: []} for n, _, _ in runnable}
+    for _ in range(rounds):
+        for name, impl, backend in runnable:
+            for isolated in (False, True):
+                machine = machine_for(backend, "small", impl=impl, isolated=isolated)
+                labels.reset()
+                start = time.perf_counter()
+                run_state_machine_as_test(machine, settings=run)
+                rates[name][isolated].append(labels.RULES.total() / (time.perf_counter() - start))
+    for name, by_mode in rates.items():
+        inside, isolated_rate = (statistics.median(by_mode[m]) for m in (False, True))
+        out[name] = {
+            "in_process_steps_per_s": inside,
+            "isolated_steps_per_s": isolated_rate,
+            "ratio": isolated_rate / inside,
+        }
+    return out
+
+
+def isolation_line(figures: dict[str, dict[str, float] | str]) -> str:
+    parts = []
+    for name, f in figures.items():
+        if isinstance(f, str):
+            parts.append(f"{name} not run ({f})")
+        else:
+            parts.append(
+                f"{name} {f['isolated_steps_per_s']:.0f} steps/s isolated, "
+                f"{f['in_process_steps_per_s']:.0f} in-process, ratio {f['ratio']:.3f}"
+            )
+    return "6. isolation: " + "; ".join(parts)
+
+
 def run_bench(quick: bool, out: TextIO = sys.stdout) -> int:
     from arenacheck.backends.registry import standin_installed
     from arenacheck.harness.profiles import ensure_profiles_loaded
@@ -318,5 +395,8 @@ def run_bench(quick: bool, out: TextIO = sys.stdout) -> int:
         file=out,
         flush=True,
     )
+    with standin_installed():
+        iso = isolation_cost(10 if quick else 30, rounds=1 if quick else 3)
+    print(isolation_line(iso), file=out, flush=True)
     print(f"bench took {time.perf_counter() - started:.0f} s", file=out)
     return 0 if z["caught"] == z["faults"] else 1

@@ -1,4 +1,4 @@
-"""Deliberately broken arenas: each changes one behaviour of ``impl.arena.Arena``.
+"""Deliberately broken arenas: each changes one behaviour of ``arenacheck.impl.arena.Arena``.
 
 The harness must catch every one of them; a broken arena it cannot catch means a check
 is missing.

@@ -24,6 +24,10 @@ class ArenaLike(Protocol):
     ``UseAfterFree``; ``free`` refuses a second time with ``DoubleFree``; a bad layout is
     ``InvalidLayout``, an argument of the wrong type ``InvalidArgumentType``, a read or
     write outside ``[P, F)`` ``OutOfBounds``, and a refused OS call ``OSCallFailed``.
+
+    The footer's content is the implementation's choice; one that reports it with an
+    optional ``footer_bytes() -> bytes`` (:class:`ReportsFooter`) has it compared with the
+    memory at F right after creation.
     """
 
     @property
@@ -64,6 +68,31 @@ class ArenaLike(Protocol):
     def write(self, addr: object, data: object) -> None: ...
 
 
+class ReportsFooter(Protocol):
+    """The optional part of the contract: what the arena chose to write at F."""
+
+    def footer_bytes(self) -> bytes: ...
+
+
+def reported_footer(arena: object) -> object:
+    """``arena.footer_bytes()`` (bytes, unless the arena breaks the contract), or None for
+    an implementation that does not report it.
+
+    A proxy for an arena in a child process offers every name, and the child answers an
+    AttributeError naming the method when its arena has none: that too means "not reported".
+    """
+    method = getattr(arena, "footer_bytes", None)
+    if not callable(method):
+        return None
+    try:
+        report: object = method()
+    except AttributeError as error:
+        if "'footer_bytes'" in str(error):
+            return None
+        raise
+    return report
+
+
 # ``(backend, geometry, min_align) -> arena``; ``impl.arena.Arena.new`` is the built-in one.
 ArenaFactory = Callable[[Backend, Geometry, int], ArenaLike]
 
@@ -94,3 +123,38 @@ def load_factory(spec: str) -> ArenaFactory:
     if not callable(obj):
         raise PluginError(f"arena implementation {spec!r} is not callable")
     return obj  # type: ignore[no-any-return]
+
+
+# The attribute an implementation sets to say that it reads or writes its memory itself
+# (native code, ctypes), not only through its backend.
+TOUCHES_MEMORY_ITSELF = "touches_memory_itself"
+
+
+def _declared_touching(obj: object) -> bool | None:
+    declared = getattr(obj, TOUCHES_MEMORY_ITSELF, None)
+    return declared if isinstance(declared, bool) else None
+
+
+def runs_isolated_by_default(spec: str) -> bool:
+    """Whether the implementation ``spec`` names runs in a child process unless told otherwise.
+
+    True when it declares ``touches_memory_itself = True``: on the factory itself, on what
+    a bound factory is bound to (a class's ``new`` classmethod: the class), or on the class
+    its return annotation names. A wild store of such code kills its process, which only a
+    child process can survive. Loading the factory runs no OS call; it is never called.
+    """
+    from typing import get_type_hints
+
+    factory = load_factory(spec)
+    candidates: list[object] = [factory, getattr(factory, "__self__", None)]
+    try:
+        returned = get_type_hints(factory).get("return")
+    except Exception:  # an annotation that does not resolve says nothing either way
+        returned = None
+    if isinstance(returned, type):
+        candidates.append(returned)
+    for candidate in candidates:
+        declared = None if candidate is None else _declared_touching(candidate)
+        if declared is not None:
+            return declared
+    return False

@@ -19,7 +19,14 @@ from arenacheck.backends.isolation import child_backend
 from arenacheck.backends.recording import RecordingBackend
 from arenacheck.backends.registry import WIN32_EMULATED, open_backend
 from arenacheck.backends.standin import EmulatedKernel32
-from arenacheck.harness.plugins import DEFAULT_IMPL, ArenaFactory, ArenaLike, load_factory
+from arenacheck.harness.plugins import (
+    DEFAULT_IMPL,
+    ArenaFactory,
+    ArenaLike,
+    load_factory,
+    reported_footer,
+    runs_isolated_by_default,
+)
 from arenacheck.impl.arena import Arena
 from arenacheck.impl.backend import Backend
 from arenacheck.impl.errors import (
@@ -35,7 +42,6 @@ from arenacheck.impl.win_backend import WindowsBackend
 from arenacheck.impl.win_kernel32 import Kernel32
 from arenacheck.machines.labels import label
 from arenacheck.machines.oracle import (
-    Divergence,
     confirm_committed,
     describe,
     expect,
@@ -282,6 +288,8 @@ class ArenaMachine(RuleBasedStateMachine):
         self.confirm_committed_footer(model)
         # The rest of the new arena is checked by the invariant that follows this step.
         handle.footer = self.backend.read(model.footer, 16)
+        self.check_footer_bytes(handle)
+        expect(impl.alive, f"new: {handle} says it is not alive")
         return handle
 
     def predicted_creation(self, reservation: int) -> list[OsCall]:
@@ -353,6 +361,27 @@ class ArenaMachine(RuleBasedStateMachine):
             "new: the footer's page is not committed",
         )
 
+    def check_footer_bytes(self, handle: ArenaHandle) -> None:
+        """The footer's content is the implementation's choice: what it reports having
+        written at F (``footer_bytes()``, where it reports it) is what memory holds."""
+        report = reported_footer(handle.impl)
+        if report is None:
+            return
+        if not isinstance(report, bytes):
+            fail(f"new: {handle}'s footer_bytes() returned {type(report).__name__}, not bytes")
+        if report != handle.footer:
+            fail(
+                f"new: {handle} reports the footer {report.hex()}, memory at F holds "
+                f"{handle.footer.hex()}"
+            )
+
+    def check_full_signal(self, call: str, fallible: bool, raised: bool) -> None:
+        """A full arena answers ``try_alloc`` with None and ``alloc`` with ArenaFull."""
+        if fallible and raised:
+            fail(f"try_alloc{call} raised ArenaFull; a full arena's try_alloc returns None")
+        if not fallible and not raised:
+            fail(f"alloc{call} returned None; a full arena's alloc raises ArenaFull")
+
     @rule(
         target=allocations,
         arena=arenas,
@@ -373,9 +402,9 @@ class ArenaMachine(RuleBasedStateMachine):
         except InvalidLayout:
             addr, raised = None, "invalid-layout"
         except ArenaFull:
-            addr, raised = None, "full"
+            addr, raised, full_raised = None, "full", True
         else:
-            raised = "full" if addr is None else ""
+            raised, full_raised = "full" if addr is None else "", False
         log = list(self.backend.log)
         commit_failed = any(entry.error is not None for entry in log)
         if self.narrate:
@@ -410,6 +439,7 @@ class ArenaMachine(RuleBasedStateMachine):
                 f"alloc({size}, {align}) must fail as full ({plan.reason or 'the OS refused'}), "
                 f"returned {addr if addr is None else hex(addr)}",
             )
+            self.check_full_signal(f"({size}, {align})", fallible, full_raised)
             self.check_unchanged(arena, before, "a failed alloc")
             label("alloc: full" if not commit_failed else "alloc: commit refused by the OS")
             if spec == SizeSpec("max", 1):
@@ -483,6 +513,7 @@ class ArenaMachine(RuleBasedStateMachine):
             arena.impl.free()
         call = arena.model.free()
         self._live.remove(arena)
+        expect(not arena.impl.alive, f"{arena}: free returned but the arena says it is alive")
         if self.narrate:
             self.note(f"model: {call}; OS calls: {[str(c) for c in self.backend.calls()]}")
         self.expect_calls("free", [call])
@@ -521,7 +552,7 @@ class ArenaMachine(RuleBasedStateMachine):
         except DoubleFree:
             pass
         else:
-            raise Divergence(f"{arena}: a second free was not refused")
+            fail(f"{arena}: a second free was not refused")
         self.expect_calls("double free", [])
         label("double free")
 
@@ -549,7 +580,7 @@ class ArenaMachine(RuleBasedStateMachine):
         except UseAfterFree:
             pass
         else:
-            raise Divergence(f"{arena}: {op} after free was not refused")
+            fail(f"{arena}: {op} after free was not refused")
         self.expect_calls(f"{op} after free", [])
         label("use after free")
 
@@ -559,12 +590,20 @@ class ArenaMachine(RuleBasedStateMachine):
         size, align = bad
         before = (arena.impl.start, arena.impl.cursor)
         fn = arena.impl.try_alloc if fallible else arena.impl.alloc
+        name = "try_alloc" if fallible else "alloc"
+        # A value of another type is refused as such, bool included; an int as a layout.
+        typed = type(size) is int and type(align) is int
+        want: type[Exception] = InvalidLayout if typed else InvalidArgumentType
         try:
             fn(size, align)
-        except (InvalidLayout, InvalidArgumentType):
-            pass
+        except (InvalidLayout, InvalidArgumentType) as error:
+            if not isinstance(error, want):
+                fail(
+                    f"{name}({size!r}, {align!r}) raised {type(error).__name__}, "
+                    f"not {want.__name__}"
+                )
         else:
-            raise Divergence(f"alloc({size!r}, {align!r}) was not refused")
+            fail(f"{name}({size!r}, {align!r}) was not refused")
         self.check_unchanged(arena, before, "a bad layout")
         label("bad layout refused")
         self.expect_calls("bad layout", [])
@@ -583,6 +622,8 @@ class ArenaMachine(RuleBasedStateMachine):
             "top": (1 << 64) - 8,
             "str addr": str(m.cursor),
         }
+        mistyped = where in ("str addr", "float length", "str data")
+        want: type[Exception] = InvalidArgumentType if mistyped else OutOfBounds
         try:
             if op == "read":
                 lengths: dict[str, object] = {"negative length": -1, "float length": 1.0}
@@ -592,10 +633,11 @@ class ArenaMachine(RuleBasedStateMachine):
                 arena.impl.write(m.cursor, "text")
             else:
                 arena.impl.write(addrs[where], b"\xaa\xaa")
-        except (OutOfBounds, InvalidArgumentType):
-            pass
+        except (OutOfBounds, InvalidArgumentType) as error:
+            if not isinstance(error, want):
+                fail(f"{op} {where} raised {type(error).__name__}, not {want.__name__}")
         else:
-            raise Divergence(f"{op} {where} was not refused")
+            fail(f"{op} {where} was not refused")
         self.expect_calls("bad access", [])
         label(f"bad {op} refused")
 
@@ -732,7 +774,7 @@ def machine_for(
     impl: str | None = None,
     commit_limit: int | None = None,
     faults: bool = False,
-    isolated: bool = False,
+    isolated: bool | None = None,
     strategy: str = RESERVE_COMMIT,
 ) -> type[ArenaMachine]:
     """A configured ArenaMachine subclass, named after its configuration.
@@ -740,7 +782,13 @@ def machine_for(
     The name keys Hypothesis's example database, so each configuration keeps its own
     examples. ``impl`` names the implementation as ``MODULE:FACTORY``; a regression file
     records it, so a replay runs the same implementation unless told otherwise.
+    ``isolated`` None runs the implementation as it declares: in a child process when it
+    declares ``touches_memory_itself`` (native code, whose own loads and stores no fence
+    can stop).
     """
+    if isolated is None:
+        # Only an implementation named MODULE:FACTORY can be rebuilt in the child.
+        isolated = factory is None and runs_isolated_by_default(impl or DEFAULT_IMPL)
     if factory is None:
         factory = load_factory(impl or DEFAULT_IMPL)
     attrs: dict[str, object] = {

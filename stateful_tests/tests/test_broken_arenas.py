@@ -85,7 +85,9 @@ def test_memory_touched_through_the_backend_outside_its_commits_is_fenced(
 ) -> None:
     """A read or write through the backend of a page the arena never committed is refused
     before memory is touched (on a real kernel it would kill the worker), and the failure
-    is a minimised program: create, then one allocation."""
+    is a minimised program: it creates an arena and ends in the one allocation after which
+    the access was made (shrinking across real addresses may leave a reset that does not
+    matter, never another allocation)."""
     impl = f"arenacheck.faults.broken_arenas:{FENCED_IO[access]}"
     machine = machine_for(backend_name, "small", impl=impl)
     budget = settings(settings.default, max_examples=200, database=None, print_blob=False)
@@ -95,4 +97,5 @@ def test_memory_touched_through_the_backend_outside_its_commits_is_fenced(
         )
     (trace,) = tmp_path.glob("ArenaMachine-*.json")
     steps = [step["rule"] for step in json.loads(trace.read_text(encoding="utf-8"))["steps"]]
-    assert steps == ["new_arena", "alloc"], steps
+    assert steps[0] == "new_arena" and steps[-1] == "alloc", steps
+    assert steps.count("alloc") == 1 and len(steps) <= 4, steps

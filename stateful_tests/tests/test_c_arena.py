@@ -27,7 +27,15 @@ from typing import Any
 
 import pytest
 from arenacheck.backends.recording import RecordingBackend
-from arenacheck.backends.registry import POSIX_NATIVE, WIN32_WINE, open_backend, unavailable_reason
+from arenacheck.backends.registry import (
+    POSIX_NATIVE,
+    WIN32_EMULATED,
+    WIN32_WINE,
+    open_backend,
+    unavailable_reason,
+)
+from arenacheck.harness.plugins import runs_isolated_by_default
+from arenacheck.harness.profiles import arenacheck_settings
 from arenacheck.harness.runner import run_machine
 from arenacheck.impl import c_build, c_load
 from arenacheck.impl.arena import FOOTER_MAGIC, Arena
@@ -48,10 +56,12 @@ from arenacheck.impl.errors import (
 )
 from arenacheck.impl.posix_backend import PosixBackend
 from arenacheck.machines.arena import machine_for
+from arenacheck.machines.registry import config_of
 from arenacheck.model.arena import ArenaModel
 from arenacheck.model.arith import ISIZE_MAX
 from arenacheck.model.geometry import KIB, Geometry, GeometryError
 from arenacheck.model.spans import OsSpan, SpanState
+from hypothesis import settings
 
 from stateful_tests.tests import test_oxc_numbers as oxc_numbers
 
@@ -118,13 +128,42 @@ def small_geometry(backend: Backend) -> Geometry:
 # ------------------------------------------------------------------------ machines
 
 
+def budget(fraction: int) -> settings:
+    """The selected profile with 1/``fraction`` of its examples (at least one), the rest of
+    it (steps, database, phases) unchanged: a deeper profile still runs deeper."""
+    profile = arenacheck_settings()
+    return settings(profile, max_examples=max(1, profile.max_examples // fraction))
+
+
 @pytest.mark.parametrize("geometry_name", ["oxc", "small"])
 def test_c_arena_machine(c_backend_name: str, geometry_name: str) -> None:
-    # Named by its implementation (the class name keys the example database), and recorded
-    # in regression files, so that a replay runs the C arena again.
+    """In a child process, as native code runs unless the caller says otherwise. Half the
+    profile's examples: every step crosses a pipe, and the in-process run below covers
+    what a child's kernel hides."""
+    assert runs_isolated_by_default(C_ARENA_IMPL), "the C arena declares it touches memory"
     machine = machine_for(c_backend_name, geometry_name, impl=C_ARENA_IMPL)
-    assert "CArena" in machine.__name__
-    run_machine(machine, backend_name=c_backend_name)
+    # Named by its implementation (the class name keys the example database), and recorded
+    # in regression files, so that a replay runs the C arena again, isolated again.
+    assert "CArena" in machine.__name__ and machine.isolated
+    assert config_of(machine)["impl"] == C_ARENA_IMPL and config_of(machine)["isolated"]
+    run_machine(machine, backend_name=c_backend_name, run_settings=budget(2))
+
+
+@pytest.mark.parametrize("backend_id", [WIN32_EMULATED], indirect=True)
+@pytest.mark.parametrize("geometry_name", ["oxc", "small"])
+def test_c_arena_machine_in_process(
+    backend_id: str,
+    arenacheck_emulated_kernel32: object,
+    c_library: CArenaLibrary,
+    geometry_name: str,
+) -> None:
+    """Asked for in this process, on the emulated kernel: there the machine also checks the
+    commit charge and the host's memory against the emulation after every step, which a
+    child's kernel keeps to itself. Checked every step, so a quarter of the examples."""
+    backend = backend_id
+    machine = machine_for(backend, geometry_name, impl=C_ARENA_IMPL, isolated=False)
+    assert not machine.isolated
+    run_machine(machine, backend_name=backend, run_settings=budget(4))
 
 
 # ---------------------------------------------------------------- the oxc numbers
