@@ -284,9 +284,11 @@ CONTRACT: tuple[Obligation, ...] = (
     _arena(
         "double-free-no-os-call",
         "A second `free` makes no OS call.",
-        FENCE,
+        # The OS may hand the freed range to another live arena at once: then the fence
+        # lets the call through and the comparison with the model's "no call" catches it.
+        (FENCE, "expect_calls"),
         f"{_BROKEN}:SecondFreeCallsOS",
-        r"^release\(.*\) reaches outside the live reservations",
+        r"^release\(.*\) reaches outside the live reservations|model predicts \[\]",
     ),
     _arena(
         "use-after-free-raises",
@@ -305,9 +307,11 @@ CONTRACT: tuple[Obligation, ...] = (
     _arena(
         "use-after-free-no-os-call",
         "A refused use after free makes no OS call.",
-        FENCE,
+        # The OS may hand the freed range to another live arena at once: then the fence
+        # lets the call through and the comparison with the model's "no call" catches it.
+        (FENCE, "expect_calls"),
         f"{_BREAKERS}:UseAfterFreeCallsOS",
-        r"^commit\(.*\) reaches outside the live reservations",
+        r"^commit\(.*\) reaches outside the live reservations|model predicts \[\]",
     ),
     # -------------------------------------------------------------- memory I/O
     _arena(

@@ -40,12 +40,15 @@ from arenacheck.impl.errors import (
 )
 from arenacheck.impl.win_backend import WindowsBackend
 from arenacheck.impl.win_kernel32 import Kernel32
+from arenacheck.machines import oracle
 from arenacheck.machines.labels import label
 from arenacheck.machines.oracle import (
     confirm_committed,
     describe,
     expect,
+    expect_bytes,
     expect_commit_charge,
+    expect_layout,
     expect_view,
     fail,
     pattern,
@@ -61,7 +64,6 @@ from arenacheck.model.arena import (
     OsOp,
     Outcome,
 )
-from arenacheck.model.arith import round_down, round_up
 from arenacheck.model.geometry import Geometry, geometry_named
 from arenacheck.model.spans import OsSpan, SpanState
 from arenacheck.record.picture import strips
@@ -221,20 +223,8 @@ class ArenaMachine(RuleBasedStateMachine):
 
     def expect_calls(self, what: str, predicted: list[OsCall]) -> None:
         """docs/ARENA.md 6.2 and 6.8: the OS calls made are exactly the predicted ones."""
-        made = self.backend.take_log()
-        if not made and not predicted:
-            return
-        calls = [entry.call for entry in made]
-        if calls != predicted:
-            fail(
-                f"{what}: OS calls {[str(c) for c in calls]}, model predicts "
-                f"{[str(c) for c in predicted]}"
-            )
-        page = self.geometry.page
-        for entry in made:
-            c = entry.call
-            if c.addr is not None and (c.addr % page or c.size <= 0 or c.size % page):
-                fail(f"{what}: {c} is not page-granular")
+        calls = [entry.call for entry in self.backend.take_log()]
+        oracle.expect_calls(what, calls, predicted, self.geometry.page)
 
     def check_unchanged(self, handle: ArenaHandle, before: tuple[int, int], what: str) -> None:
         impl = handle.impl
@@ -285,7 +275,7 @@ class ArenaMachine(RuleBasedStateMachine):
             )
             self.note(f"OS calls: {[str(c) for c in self.backend.calls()]}")
         self.expect_calls("new", self.predicted_creation(impl.reservation))
-        self.confirm_committed_footer(model)
+        confirm_committed(self.backend, "new: the footer", model, model.footer, model.footer + 16)
         # The rest of the new arena is checked by the invariant that follows this step.
         handle.footer = self.backend.read(model.footer, 16)
         self.check_footer_bytes(handle)
@@ -352,14 +342,6 @@ class ArenaMachine(RuleBasedStateMachine):
         )
         label(f"new: {failed.call.op.value} refused, nothing left reserved")
         return multiple()
-
-    def confirm_committed_footer(self, model: ArenaModel) -> None:
-        page = self.geometry.page
-        view = self.backend.query(round_down(model.footer, page), round_up(model.footer + 16, page))
-        expect(
-            all(s.state is SpanState.COMMITTED for s in view),
-            "new: the footer's page is not committed",
-        )
 
     def check_footer_bytes(self, handle: ArenaHandle) -> None:
         """The footer's content is the implementation's choice: what it reports having
@@ -663,12 +645,7 @@ class ArenaMachine(RuleBasedStateMachine):
         OS shows exactly [S, C + CONTAINER_SIZE) committed read-write and the rest of the
         reservation reserved, and the footer at F is intact."""
         m, impl = handle.model, handle.impl
-        got = (impl.reservation, impl.container, impl.start, impl.cursor, impl.footer)
-        want = (m.reservation, m.container, m.start, m.cursor, m.footer)
-        if got != want:
-            for name, g_val, w_val in zip(("R", "C", "S", "P", "F"), got, want, strict=True):
-                if g_val != w_val:
-                    fail(f"{handle}: {name} is {g_val:#x}, model says {w_val:#x}")
+        expect_layout(str(handle), impl, m)
         if impl.committed_bytes != m.committed_bytes:
             fail(f"{handle}: committed {impl.committed_bytes}, model says {m.committed_bytes}")
         if m.reservation % self.geometry.granularity:
@@ -677,8 +654,9 @@ class ArenaMachine(RuleBasedStateMachine):
             fail(f"{handle}: {problem}")
         view = self.backend.query(m.reservation, m.reservation_end)
         expect_view(str(handle), view, m.expected_view(), m.container)
-        if self.backend.read(m.footer, 16) != handle.footer:
-            fail(f"{handle}: the footer at F was overwritten")
+        expect_bytes(
+            self.backend, m.footer, handle.footer, f"{handle}: the footer at F was overwritten"
+        )
 
     def check_allocations(self, handle: ArenaHandle) -> None:
         """docs/ARENA.md 6.9: live allocations are disjoint, lie in [S, F), and every pattern
@@ -704,8 +682,8 @@ class ArenaMachine(RuleBasedStateMachine):
                 start = alloc.addr + offset
                 if not (lo <= start and start + len(data) <= hi):
                     fail(f"{alloc}: the model says +{offset} is not committed")
-                if self.backend.read(start, len(data)) != data:
-                    fail(f"{alloc}: {len(data)} bytes at +{offset} were overwritten")
+                message = f"{alloc}: {len(data)} bytes at +{offset} were overwritten"
+                expect_bytes(self.backend, start, data, message)
 
     def check_reservations(self) -> None:
         """docs/ARENA.md 6.10, step by step: what is reserved is exactly the live arenas' R.

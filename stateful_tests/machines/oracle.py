@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from arenacheck.backends.standin import EmulatedKernel32
 from arenacheck.impl.backend import Backend
 from arenacheck.impl.win_kernel32 import Kernel32
-from arenacheck.model.arena import ArenaModel
+from arenacheck.model.arena import ArenaModel, OsCall
 from arenacheck.model.arith import round_down, round_up
 from arenacheck.model.spans import OsSpan, SpanState
 
@@ -87,6 +87,51 @@ def expect_view(what: str, shown: list[OsSpan], expected: list[OsSpan], origin: 
             f"model expects {describe(expected, origin)}",
             _caller(1),
         )
+
+
+def expect_calls(what: str, calls: list[OsCall], predicted: list[OsCall], page: int) -> None:
+    """docs/ARENA.md 6.2 and 6.8: the OS calls made are exactly the predicted ones, each on
+    whole pages. The same check for every machine that asks, so it names itself."""
+    if calls != predicted:
+        fail(
+            f"{what}: OS calls {[str(c) for c in calls]}, model predicts "
+            f"{[str(c) for c in predicted]}",
+            "expect_calls",
+        )
+    for c in calls:
+        if c.addr is not None and (c.addr % page or c.size <= 0 or c.size % page):
+            fail(f"{what}: {c} is not page-granular", "expect_calls")
+
+
+class Layout(Protocol):
+    """What :func:`expect_layout` reads of an arena: its R, C, S, P and F."""
+
+    @property
+    def reservation(self) -> int: ...
+    @property
+    def container(self) -> int: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def cursor(self) -> int: ...
+    @property
+    def footer(self) -> int: ...
+
+
+def expect_layout(what: str, arena: Layout, model: ArenaModel) -> None:
+    """docs/ARENA.md 6.1 to 6.5: the arena's R, C, S, P and F are the model's."""
+    got = (arena.reservation, arena.container, arena.start, arena.cursor, arena.footer)
+    want = (model.reservation, model.container, model.start, model.cursor, model.footer)
+    for name, g_val, w_val in zip(("R", "C", "S", "P", "F"), got, want, strict=True):
+        if g_val != w_val:
+            fail(f"{what}: {name} is {g_val:#x}, model says {w_val:#x}", _caller(1))
+
+
+def expect_bytes(backend: Backend, addr: int, data: bytes, message: str) -> None:
+    """Memory at ``addr`` still holds ``data``, read from memory, not through the arena;
+    the caller has made sure the range is committed read-write."""
+    if backend.read(addr, len(data)) != data:
+        fail(message, _caller(1))
 
 
 def confirm_committed(backend: Backend, what: str, model: ArenaModel, lo: int, hi: int) -> None:

@@ -40,13 +40,16 @@ from arenacheck.impl.errors import (
     UseAfterFree,
 )
 from arenacheck.impl.pool import ArenaPool, PoolArena, Release
+from arenacheck.machines import oracle
 from arenacheck.machines.labels import label
 from arenacheck.machines.oracle import (
     confirm_committed,
     describe,
     divergence_in_flight,
     expect,
+    expect_bytes,
     expect_commit_charge,
+    expect_layout,
     expect_view,
     fail,
     pattern,
@@ -165,14 +168,9 @@ class PoolMachine(RuleBasedStateMachine):
         main pool's arenas only: a probe pool may be handed a base the OS took back from
         one of them, and no main-pool arena is created after the first step."""
         made = self.backend.take_log()
-        calls = [entry.call for entry in made]
         if main_pool:
             self.count_releases(made)
-        expect(
-            calls == predicted,
-            f"{what}: OS calls {[str(c) for c in calls]}, model predicts "
-            f"{[str(c) for c in predicted]}",
-        )
+        oracle.expect_calls(what, [entry.call for entry in made], predicted, self.geometry.page)
 
     def await_state(self, done: Callable[[], bool], what: str) -> None:
         if not self.cond.wait_for_state(done, WATCHDOG_SECONDS):
@@ -678,16 +676,12 @@ class PoolMachine(RuleBasedStateMachine):
             )
             if not alive:
                 continue
-            a = impl.arena
-            got = (a.reservation, a.container, a.start, a.cursor, a.footer)
-            want = (m.reservation, m.container, m.start, m.cursor, m.footer)
-            for name, g_val, w_val in zip(("R", "C", "S", "P", "F"), got, want, strict=True):
-                expect(g_val == w_val, f"arena{arena_id}: {name} is {g_val:#x}, model {w_val:#x}")
+            expect_layout(f"arena{arena_id}", impl.arena, m)
             # Memory is read only below here, once the OS shows the model's committed region.
             view = self.backend.query(m.reservation, m.reservation_end)
             expect_view(f"arena{arena_id}", view, m.expected_view(), m.container)
-            footer = self.backend.read(m.footer, 16)
-            expect(footer == self.footers[arena_id], f"arena{arena_id}: footer overwritten")
+            footer = self.footers[arena_id]
+            expect_bytes(self.backend, m.footer, footer, f"arena{arena_id}: footer overwritten")
             self.check_metadata(f"arena{arena_id}", m, self.model.metadata(arena_id))
             self.check_allocations(arena_id, m)
 
@@ -701,8 +695,10 @@ class PoolMachine(RuleBasedStateMachine):
                 "C + ACTIVE_SIZE)",
             )
             for offset, data in w.chunks.items():
-                got = self.backend.read(w.addr + offset, len(data))
-                expect(got == data, f"arena{arena_id}: bytes at {w.addr + offset:#x} overwritten")
+                at = w.addr + offset
+                expect_bytes(
+                    self.backend, at, data, f"arena{arena_id}: bytes at {at:#x} overwritten"
+                )
 
     @invariant()
     def released_exactly_once(self) -> None:
