@@ -81,3 +81,19 @@ def test_the_package_table_covers_every_module() -> None:
         if f.stem != "__init__"
     }
     assert sorted(on_disk - listed) == []
+
+
+def test_the_readme_carries_the_contract_table() -> None:
+    """Every row of ``faults.contract`` appears in the README as its table prints it."""
+    from arenacheck.faults.contract import CONTRACT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = []
+    for o in CONTRACT:
+        plugin = o.plugin.removeprefix("arenacheck.faults.")
+        checks = " or ".join(f"`{c}`" for c in o.checks)
+        row = f"| `{o.id}` | {o.subject} | {o.duty} | {checks} | `{plugin}` |"
+        if row not in readme:
+            missing.append(o.id)
+    assert missing == []
+    assert f"the same {len(CONTRACT)} rows" in readme
