@@ -287,7 +287,7 @@ CONTRACT: tuple[Obligation, ...] = (
         # The OS may hand the freed range to another live arena at once: then the fence
         # lets the call through and the comparison with the model's "no call" catches it.
         (FENCE, "expect_calls"),
-        f"{_BROKEN}:SecondFreeCallsOS",
+        f"{_BREAKERS}:SecondFreeReleasesAgain",
         r"^release\(.*\) reaches outside the live reservations|model predicts \[\]",
     ),
     _arena(

@@ -206,6 +206,15 @@ class CursorAfterFreeAllowed(Arena):
         return self._cursor
 
 
+class SecondFreeReleasesAgain(Arena):
+    """A second ``free`` releases the reservation again before raising DoubleFree."""
+
+    def free(self) -> None:
+        if not self._alive:
+            self._backend.release(self._reservation, self._reserved_size)
+        super().free()
+
+
 class UseAfterFreeCallsOS(Arena):
     """``try_alloc`` on a freed arena commits before refusing: UseAfterFree must call no OS."""
 

@@ -104,7 +104,9 @@ def child_pytest(
     tmp = project / "tmp"
     tmp.mkdir()
     # The parent's xdist and per-test variables describe the parent's run, not the child's.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    # The suite's own requirements (ARENACHECK_REQUIRE_BACKENDS and the rest) are not the
+    # child run's: it selects its backend itself.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ARENACHECK_"))}
     env.update(
         PYTHONPATH=child_pythonpath(),
         ARENACHECK_FAILURES_DIR=str(project / "failures"),
