@@ -150,7 +150,8 @@ def test_a_dead_worker_is_reported_with_its_last_step_and_a_replay(tmp_path: Pat
         rf"^arenacheck: worker {worker} died in {re.escape(nodeid)}\n"
         r"  last step started: (state\.alloc\(.*\))\n"
         r"  steps in the example, that one included: (\d+)\n"
-        r"  regression files: (failures/\S+\.json) and (failures/\S+\.py)\n"
+        # The path as the platform prints it: failures\x.json on Windows.
+        r"  regression files: (failures[/\\]\S+\.json) and (failures[/\\]\S+\.py)\n"
         r"  replay: arenacheck replay (\S+)\n"
         r"      or: python -m pytest (\S+)$",
         done.stdout,
