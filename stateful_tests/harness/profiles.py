@@ -114,8 +114,8 @@ PLUGIN_MODULE = "arenacheck.harness.pytest_plugin"
 
 
 def set_project_root(root: Path) -> None:
-    """The invoking project's root, which holds its ``.hypothesis/``; under pytest it is
-    the session's rootdir without being set."""
+    """The invoking project's root, which holds its ``.hypothesis/``; under pytest the
+    rootdir of the run in progress serves without this."""
     _PROJECT_ROOT[:] = [root]
 
 

@@ -33,7 +33,7 @@ IMPL_ENV = "ARENACHECK_IMPL"
 BACKEND_OPTION = "--arenacheck-backend"
 IMPL_OPTION = "--arenacheck-impl"
 HEADER_INI = "arenacheck_header"
-# The key of ``workerinput`` naming the directory of the session's flight-recorder files.
+# The key of ``workerinput`` naming the directory of this pytest run's flight-recorder files.
 FLIGHT_INPUT = "arenacheck_flight_dir"
 
 
@@ -77,7 +77,7 @@ def required_backends() -> list[str]:
 
 
 def in_use(config: pytest.Config) -> bool:
-    """Whether this session asked anything of arenacheck before collection."""
+    """Whether this pytest run asked anything of arenacheck before collection."""
     return bool(
         config.getoption("arenacheck_backend")
         or chosen_impl(config)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 from arenacheck.backends.standin import EmulatedKernel32
+from arenacheck.harness.plugins import ArenaLike
 from arenacheck.impl.backend import Backend
 from arenacheck.impl.win_kernel32 import Kernel32
 from arenacheck.model.arena import ArenaModel, OsCall
@@ -103,22 +104,7 @@ def expect_calls(what: str, calls: list[OsCall], predicted: list[OsCall], page: 
             fail(f"{what}: {c} is not page-granular", "expect_calls")
 
 
-class Layout(Protocol):
-    """What :func:`expect_layout` reads of an arena: its R, C, S, P and F."""
-
-    @property
-    def reservation(self) -> int: ...
-    @property
-    def container(self) -> int: ...
-    @property
-    def start(self) -> int: ...
-    @property
-    def cursor(self) -> int: ...
-    @property
-    def footer(self) -> int: ...
-
-
-def expect_layout(what: str, arena: Layout, model: ArenaModel) -> None:
+def expect_layout(what: str, arena: ArenaLike, model: ArenaModel) -> None:
     """docs/ARENA.md 6.1 to 6.5: the arena's R, C, S, P and F are the model's."""
     got = (arena.reservation, arena.container, arena.start, arena.cursor, arena.footer)
     want = (model.reservation, model.container, model.start, model.cursor, model.footer)
