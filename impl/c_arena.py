@@ -22,6 +22,7 @@ import struct
 import weakref
 from typing import ClassVar, NoReturn
 
+from arenacheck.impl import host
 from arenacheck.impl.arena import FOOTER_MAGIC
 from arenacheck.impl.backend import Backend
 from arenacheck.impl.c_abi import (
@@ -46,10 +47,23 @@ from arenacheck.model.geometry import Geometry, GeometryError
 
 # The adapter's own names, and those of the library it runs on, which callers of
 # ``arenacheck.impl.c_arena:CArena`` need beside it (to pick a library, to catch its bugs).
-__all__ = ["CArena", "CArenaLibrary", "NativeAbiViolation", "load_library", "unavailable_reason"]
+__all__ = [
+    "CArena",
+    "CArenaDirect",
+    "CArenaLibrary",
+    "NativeAbiViolation",
+    "load_library",
+    "unavailable_reason",
+]
 
 _U64 = (1 << 64) - 1
 _FOOTER = struct.Struct("<QQ")
+# What the library's own VM calls are, to name the one that failed.
+DIRECT_RESERVE, DIRECT_COMMIT, DIRECT_RELEASE = (
+    ("VirtualAlloc", "VirtualAlloc", "VirtualFree")
+    if host.IS_WINDOWS
+    else ("mmap", "mprotect", "munmap")
+)
 
 
 def _destroy_tombstone(lib: CArenaLibrary, handle: int, bridge: BackendBridge | None) -> None:
@@ -70,6 +84,9 @@ class CArena:
     # Native code stores into the arena's memory itself: a wild store kills its process,
     # so the harness runs it in a child process unless told otherwise.
     touches_memory_itself: ClassVar[bool] = True
+    # The library's own VM calls (the table's ``vm == NULL``) instead of the backend's: a
+    # harness then sees them only through the OS's view.
+    makes_os_calls_itself: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -91,6 +108,12 @@ class CArena:
     # ---------------------------------------------------------------- creation
 
     @classmethod
+    def default_library(cls) -> CArenaLibrary:
+        """The library ``new`` runs on when given none: the bundled C source, built on first
+        use, or the one ``$ARENACHECK_C_ARENA_LIB`` names."""
+        return load_library()
+
+    @classmethod
     def new(
         cls,
         backend: Backend,
@@ -98,15 +121,18 @@ class CArena:
         min_align: int = 1,
         pool: bool = False,
         *,
-        direct: bool = False,
+        direct: bool | None = None,
         library: CArenaLibrary | None = None,
     ) -> CArena:
         """Reserve, commit the first chunk, write the footer; on failure nothing stays reserved.
 
-        The OS calls go to ``backend`` unless ``direct``: then the library makes them itself
-        (POSIX mmap family) and ``backend`` sees none of them. ``library`` defaults to the
-        bundled source, built on first use.
+        The OS calls go to ``backend`` unless ``direct`` (default: the class's
+        ``makes_os_calls_itself``): then the library makes them itself (mmap and mprotect,
+        or VirtualAlloc on Windows) and ``backend`` sees none of them. ``library`` defaults
+        to the class's :meth:`default_library`.
         """
+        if direct is None:
+            direct = cls.makes_os_calls_itself
         if type(min_align) is not int or not 0 <= min_align <= _U64:
             raise InvalidLayout(f"MIN_ALIGN must be 1, 2, 4, 8 or 16, not {min_align!r}")
         if type(pool) is not bool:
@@ -116,7 +142,7 @@ class CArena:
                 f"backend {backend.name!r} keeps its memory outside this process, and the C "
                 "arena touches its memory directly"
             )
-        lib = library if library is not None else load_library()
+        lib = library if library is not None else cls.default_library()
         bridge = None if direct else BackendBridge(backend)
         flags = POOL_FLAG if pool else 0
         status, handle, os_error = lib.create(
@@ -140,7 +166,7 @@ class CArena:
             )
         if status == Status.OUT_OF_MEMORY:
             raise MemoryError("c_arena_create could not allocate its handle")
-        failed = {Status.RESERVE_FAILED: "mmap", Status.COMMIT_FAILED: "mprotect"}
+        failed = {Status.RESERVE_FAILED: DIRECT_RESERVE, Status.COMMIT_FAILED: DIRECT_COMMIT}
         if status in failed and bridge is None:
             what = "reserve" if status == Status.RESERVE_FAILED else "first commit"
             raise OSCallFailed(failed[Status(status)], os_error, f"{what} of a new arena")
@@ -269,7 +295,7 @@ class CArena:
         if status == Status.COMMIT_FAILED and (pending or self._bridge is None):
             # A refused commit makes this allocation fail as full, as in impl.arena.Arena.
             code = self.last_os_error
-            cause = pending[-1] if pending else OSCallFailed("mprotect", code, "grow commit")
+            cause = pending[-1] if pending else OSCallFailed(DIRECT_COMMIT, code, "grow commit")
             return None, cause
         if status == Status.INVALID_LAYOUT:
             raise InvalidLayout(
@@ -315,7 +341,9 @@ class CArena:
         if status == Status.DOUBLE_FREE and not pending:
             raise DoubleFree(f"the arena at {self.reservation:#x} was already freed")
         if status == Status.RELEASE_FAILED and self._bridge is None:
-            raise OSCallFailed("munmap", self.last_os_error, f"release of {self.reservation:#x}")
+            raise OSCallFailed(
+                DIRECT_RELEASE, self.last_os_error, f"release of {self.reservation:#x}"
+            )
         if pending:
             raise NativeAbiViolation(
                 f"c_arena_free returned {status_name(status)} although a VM call failed"
@@ -353,3 +381,10 @@ class CArena:
         payload = bytes(data)
         addr, _ = self._check_span(cursor, addr, len(payload))
         ctypes.memmove(addr, payload, len(payload))
+
+
+class CArenaDirect(CArena):
+    """The C arena making its own mmap/mprotect/munmap calls: the harness sees them only
+    through the OS's view of memory."""
+
+    makes_os_calls_itself = True

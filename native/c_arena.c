@@ -131,7 +131,9 @@ static int geometry_is_valid(const struct c_arena_geometry *g) {
         return 0;
     }
     uint64_t container_size = (g->block_size + g->page - 1) & ~(g->page - 1);
-    if (container_size > ISIZE_MAX - g->container_align) {
+    /* container_align may be 2^63, the one power of two above ISIZE_MAX: tested first,
+     * so that the bound never wraps. */
+    if (g->container_align > ISIZE_MAX || container_size > ISIZE_MAX - g->container_align) {
         return 0;
     }
     if (g->first_commit == 0 || g->first_commit % g->page != 0 ||

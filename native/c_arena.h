@@ -147,11 +147,14 @@ uint32_t c_arena_abi_version(void);
  * S0 = C + CONTAINER_SIZE - first_commit, set P = F (pool: C + ACTIVE_SIZE), and write the
  * footer at F: C_ARENA_FOOTER_MAGIC then R, each as 8 little-endian bytes.
  *
- * vm == NULL selects the built-in POSIX calls: mmap(PROT_NONE,
- * MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE) to reserve, mprotect(PROT_READ|PROT_WRITE) to
- * commit, munmap to release (vm_ctx is ignored). Where the library was built without
- * them (Windows), vm == NULL is C_ARENA_INVALID_ARGUMENT. A non-NULL vm must have
- * reserve, commit and release.
+ * vm == NULL selects the library's built-in calls (vm_ctx is ignored). On POSIX:
+ * mmap(PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE) to reserve,
+ * mprotect(PROT_READ|PROT_WRITE) to commit, munmap to release, the codes being errno
+ * values. On Windows: VirtualAlloc(MEM_RESERVE, PAGE_NOACCESS) to reserve,
+ * VirtualAlloc(MEM_COMMIT, PAGE_READWRITE) to commit, VirtualFree(base, 0, MEM_RELEASE)
+ * to release, the codes being GetLastError values. Where the library was built without
+ * built-in calls (c_arena.c on Windows), vm == NULL is C_ARENA_INVALID_ARGUMENT. A
+ * non-NULL vm must have reserve, commit and release.
  *
  * min_align: 1, 2, 4, 8 or 16 (else C_ARENA_INVALID_LAYOUT). flags: 0 or C_ARENA_POOL.
  * out: receives the handle (owned by the caller; give it back with c_arena_destroy).

@@ -182,6 +182,12 @@ class IsolatedBackend:
     def arm(self, after: int, code: int) -> None:
         self.request("backend", "arm", (after, code))
 
+    def adopt(self, base: int, size: int) -> None:
+        self.request("backend", "adopt", (base, size))
+
+    def disown(self, base: int, size: int) -> None:
+        self.request("backend", "disown", (base, size))
+
     def release_leftovers(self) -> list[tuple[int, int]]:
         if not self.alive:
             return []

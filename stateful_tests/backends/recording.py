@@ -9,9 +9,11 @@ a read or write that reaches outside what the calls made through it have committ
 read-write: touching such memory kills the process (uncommitted) or corrupts someone
 else's (outside the reservations).
 
-Invariants: ``live`` holds exactly the reservations made through this wrapper and not yet
-released through it; ``committed`` exactly the pages of them that its successful commits
-(and committed reservations) made read-write and no later decommit or release took back.
+Invariants: ``live`` holds exactly the reservations made through this wrapper (or adopted:
+mapped by the implementation's own calls, and seen mapped by the OS) and not yet released
+or disowned; ``committed`` exactly the pages of them that its successful commits (and
+committed reservations) made read-write and no later decommit or release took back, or,
+in an adopted reservation, that the OS showed committed read-write when last adopted.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from arenacheck.impl.errors import OSCallFailed
 from arenacheck.model.arena import OsCall, OsOp
 from arenacheck.model.arith import round_down, round_up
 from arenacheck.model.intervals import IntervalMap
-from arenacheck.model.spans import OsSpan
+from arenacheck.model.spans import OsSpan, SpanState
 
 
 class FenceViolation(AssertionError):
@@ -202,6 +204,35 @@ class RecordingBackend(BackendWrapper):
     def write(self, addr: int, data: bytes) -> None:
         self._touchable("write", addr, len(data))
         self.inner.write(addr, data)
+
+    def adopt(self, base: int, size: int) -> None:
+        """Take ``[base, base + size)``, which the implementation mapped with its own calls
+        (a native arena's mmap or VirtualAlloc), as one of its live reservations, with
+        exactly what the OS now shows committed read-write in it open to reads and writes:
+        the fence follows the OS's view, never the implementation's word. Refused when the
+        OS shows any of the range unmapped: it is no reservation then.
+        """
+        view = self.inner.query(base, base + size)
+        unmapped = [s for s in view if s.state is SpanState.FREE]
+        if unmapped or not view:
+            self.fence_tripped = True
+            raise FenceViolation(
+                f"[{base:#x}, {base + size:#x}) is not all mapped (free: "
+                + ", ".join(f"[{s.start:#x}, {s.end:#x})" for s in unmapped)
+                + "); it cannot be the implementation's reservation"
+            )
+        self.live[base] = size
+        self.committed.set(base, base + size, None)
+        for span in view:
+            if span.state is SpanState.COMMITTED and "w" in span.prot:
+                self.committed.set(span.start, span.end, True)
+
+    def disown(self, base: int, size: int) -> None:
+        """Forget an adopted reservation that the implementation released with its own calls:
+        from now on the range may belong to anyone, and neither teardown nor a read may
+        touch it."""
+        self._forget(base, base + size)
+        self.committed.set(base, base + size, None)
 
     def release_leftovers(self) -> list[tuple[int, int]]:
         """Release every reservation still live (a leak), returning what was leaked."""

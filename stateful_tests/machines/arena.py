@@ -17,13 +17,14 @@ from typing import Any, ClassVar, cast
 
 from arenacheck.backends.isolation import child_backend
 from arenacheck.backends.recording import RecordingBackend
-from arenacheck.backends.registry import WIN32_EMULATED, open_backend
+from arenacheck.backends.registry import WIN32_EMULATED, host_backend, open_backend
 from arenacheck.backends.standin import EmulatedKernel32
 from arenacheck.harness.plugins import (
     DEFAULT_IMPL,
     ArenaFactory,
     ArenaLike,
     load_factory,
+    makes_os_calls_itself,
     reported_footer,
     runs_isolated_by_default,
 )
@@ -162,6 +163,9 @@ class ArenaMachine(RuleBasedStateMachine):
     arena_impl: ClassVar[str | None] = None
     commit_limit: ClassVar[int | None] = None
     isolated: ClassVar[bool] = False
+    # The implementation makes its OS calls itself, bypassing the backend: the calls are
+    # then judged by what they did, the OS's view after every step.
+    direct: ClassVar[bool] = False
     strategy: ClassVar[str] = RESERVE_COMMIT
 
     arenas = Bundle("arenas")
@@ -222,8 +226,20 @@ class ArenaMachine(RuleBasedStateMachine):
         return list(self._live)
 
     def expect_calls(self, what: str, predicted: list[OsCall]) -> None:
-        """docs/ARENA.md 6.2 and 6.8: the OS calls made are exactly the predicted ones."""
+        """docs/ARENA.md 6.2 and 6.8: the OS calls made are exactly the predicted ones.
+
+        An implementation that makes its own calls must make none through the backend; what
+        its own calls did is compared with the model through the OS's view after the step.
+        """
         calls = [entry.call for entry in self.backend.take_log()]
+        if self.direct:
+            expect(
+                not calls,
+                f"{what}: an arena making its own OS calls made {[str(c) for c in calls]} "
+                "through the backend",
+                "expect_calls",
+            )
+            return
         oracle.expect_calls(what, calls, predicted, self.geometry.page)
 
     def check_unchanged(self, handle: ArenaHandle, before: tuple[int, int], what: str) -> None:
@@ -276,6 +292,10 @@ class ArenaMachine(RuleBasedStateMachine):
             self.note(f"OS calls: {[str(c) for c in self.backend.calls()]}")
         self.expect_calls("new", self.predicted_creation(impl.reservation))
         confirm_committed(self.backend, "new: the footer", model, model.footer, model.footer + 16)
+        if self.direct:
+            # Its reservation, as the OS shows it, so that the footer may be read and
+            # teardown may give the reservation back.
+            self.backend.adopt(model.reservation, model.reserved_size)
         # The rest of the new arena is checked by the invariant that follows this step.
         handle.footer = self.backend.read(model.footer, 16)
         self.check_footer_bytes(handle)
@@ -495,6 +515,8 @@ class ArenaMachine(RuleBasedStateMachine):
             arena.impl.free()
         call = arena.model.free()
         self._live.remove(arena)
+        if self.direct:
+            self.backend.disown(arena.model.reservation, arena.model.reserved_size)
         expect(not arena.impl.alive, f"{arena}: free returned but the arena says it is alive")
         if self.narrate:
             self.note(f"model: {call}; OS calls: {[str(c) for c in self.backend.calls()]}")
@@ -654,6 +676,9 @@ class ArenaMachine(RuleBasedStateMachine):
             fail(f"{handle}: {problem}")
         view = self.backend.query(m.reservation, m.reservation_end)
         expect_view(str(handle), view, m.expected_view(), m.container)
+        if self.direct:
+            # Its own grows: the fence learns them from the OS's view just compared.
+            self.backend.adopt(m.reservation, m.reserved_size)
         expect_bytes(
             self.backend, m.footer, handle.footer, f"{handle}: the footer at F was overwritten"
         )
@@ -689,8 +714,12 @@ class ArenaMachine(RuleBasedStateMachine):
         """docs/ARENA.md 6.10, step by step: what is reserved is exactly the live arenas' R.
 
         Checked after every step rather than only at teardown, so a leak shrinks to the
-        step that caused it.
+        step that caused it. Not for an implementation making its own calls: the backend
+        never sees them, and each live arena's reservation is read from the OS in
+        ``check_arena`` instead, its release in ``free``.
         """
+        if self.direct:
+            return
         live = {h.model.reservation: h.model.reserved_size for h in self.live_arenas()}
         if live == self.backend.live:
             return
@@ -767,6 +796,13 @@ def machine_for(
     if isolated is None:
         # Only an implementation named MODULE:FACTORY can be rebuilt in the child.
         isolated = factory is None and runs_isolated_by_default(impl or DEFAULT_IMPL)
+    direct = makes_os_calls_itself(impl or DEFAULT_IMPL) if factory is None else False
+    if direct and (faults or commit_limit is not None or backend_name != host_backend()):
+        raise ValueError(
+            f"{impl} makes its own OS calls: it runs on this host's own backend "
+            f"({host_backend()}), with neither injected faults nor a commit limit, which "
+            "only calls through the backend can have"
+        )
     if factory is None:
         factory = load_factory(impl or DEFAULT_IMPL)
     attrs: dict[str, object] = {
@@ -777,6 +813,7 @@ def machine_for(
         "arena_factory": staticmethod(factory),
         "commit_limit": commit_limit,
         "isolated": isolated,
+        "direct": direct,
         "strategy": strategy,
     }
     if min_aligns != MIN_ALIGNS:

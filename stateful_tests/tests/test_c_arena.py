@@ -1,14 +1,18 @@
-"""The native C arena (``native/c_arena.c`` through ``impl.c_arena``) under the same checks.
+"""The native arenas behind the C ABI of ``native/c_arena.h``, under the same checks: the
+bundled C arena (``native/c_arena.c``) and the Rust arena (``examples/rust_arena``).
 
-ArenaMachine and the oxc numbers run against it on every selected backend: its OS calls
+ArenaMachine and the oxc numbers run against each on every selected backend: its OS calls
 come back through the callback table into the machine's recording backend, so they are
-logged, fenced and compared with the model exactly as the Python arena's are. The C ABI's
-own refusals (double free, use after free, bad layouts, bad arguments) are checked on the
-raw functions, without the Python adapter in between.
+logged, fenced and compared with the model exactly as the Python arena's are. In direct
+mode the library makes its own OS calls, on this host's own backend, and the machine
+judges them by the OS's view alone. The C ABI's own refusals (double free, use after free,
+bad layouts, bad arguments) are checked on the raw functions, without the Python adapter
+in between.
 
-Without a C compiler every test here skips with the reason, unless ARENACHECK_REQUIRE_CC=1
-(then they fail). ARENACHECK_C_ARENA_LIB=/path/to/lib runs them against another library
-that implements native/c_arena.h, and then needs no compiler.
+Without a C compiler the C flavour skips with the reason, unless ARENACHECK_REQUIRE_CC=1
+(then it fails); without rustc the Rust flavour, unless ARENACHECK_REQUIRE_RUST=1.
+ARENACHECK_C_ARENA_LIB=/path/to/lib runs the C flavour against another library that
+implements native/c_arena.h, and then needs no compiler.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from arenacheck.backends.registry import (
     POSIX_NATIVE,
     WIN32_EMULATED,
     WIN32_WINE,
+    host_backend,
     open_backend,
     unavailable_reason,
 )
@@ -64,53 +69,63 @@ from arenacheck.model.spans import OsSpan, SpanState
 from hypothesis import settings
 
 from stateful_tests.tests import test_oxc_numbers as oxc_numbers
+from stateful_tests.tests.native_flavours import FLAVOUR_PARAMS, REQUIRE_CC_ENV, C, Flavour
 
-REQUIRE_CC_ENV = "ARENACHECK_REQUIRE_CC"
-C_ARENA_IMPL = "arenacheck.impl.c_arena:CArena"
+C_ARENA_IMPL = C.impl
 ROOT = Path(__file__).resolve().parents[2]
 # Backends whose memory lives in another process: native code cannot touch it. Any other
 # backend runs the C arena; one that turns out remote is refused by CArena.new, loudly.
 REMOTE_MEMORY_BACKENDS = {WIN32_WINE: "its memory lives in the Wine server process"}
 
 
-def cc_required() -> bool:
-    return os.environ.get(REQUIRE_CC_ENV, "").strip() not in ("", "0")
-
-
-def library_or_skip() -> CArenaLibrary:
-    """The library under test; where it cannot be built, skip with the reason, or fail
-    when ARENACHECK_REQUIRE_CC asks for it."""
-    reason = c_load.unavailable_reason()
-    if reason is not None:
-        if cc_required():
-            pytest.fail(f"{REQUIRE_CC_ENV} is set, but the C arena cannot be built: {reason}")
-        pytest.skip(reason)
-    return load_library()
+@pytest.fixture(scope="session", params=FLAVOUR_PARAMS)
+def flavour(request: pytest.FixtureRequest) -> Flavour:
+    flavour: Flavour = request.param
+    return flavour
 
 
 @pytest.fixture(scope="session")
-def c_library() -> CArenaLibrary:
-    return library_or_skip()
+def c_library(flavour: Flavour) -> CArenaLibrary:
+    """The library under test, of either flavour: everything here holds for both."""
+    return flavour.library_or_skip()
+
+
+@pytest.fixture(scope="session")
+def bundled_c() -> CArenaLibrary:
+    """The C flavour alone, for what is about building and naming its library."""
+    return C.library_or_skip()
 
 
 @pytest.fixture
 def c_backend_name(backend_name: str, c_library: CArenaLibrary) -> str:
-    """A selected backend the C arena can run on (its memory is in this process)."""
+    """A selected backend a native arena can run on (its memory is in this process)."""
     remote = REMOTE_MEMORY_BACKENDS.get(backend_name)
     if remote is not None:
-        pytest.skip(f"the C arena touches its memory directly, and on {backend_name} {remote}")
+        pytest.skip(f"a native arena touches its memory directly, and on {backend_name} {remote}")
     return backend_name
+
+
+def fenced(name: str) -> Iterator[RecordingBackend]:
+    reason = unavailable_reason(name)
+    if reason is not None:
+        pytest.skip(reason)
+    backend = RecordingBackend(open_backend(name))
+    yield backend
+    assert not backend.release_leftovers(), "a reservation was leaked"
 
 
 @pytest.fixture
 def posix_backend() -> Iterator[RecordingBackend]:
-    """The native POSIX backend behind a fence; a reservation left at the end is a leak."""
-    reason = unavailable_reason(POSIX_NATIVE)
-    if reason is not None:
-        pytest.skip(reason)
-    backend = RecordingBackend(PosixBackend())
-    yield backend
-    assert not backend.release_leftovers(), "a reservation was leaked"
+    """The native POSIX backend behind a fence, for what is POSIX's own (errno, mmap's
+    limits); a reservation left at the end is a leak."""
+    yield from fenced(POSIX_NATIVE)
+
+
+@pytest.fixture
+def own_backend() -> Iterator[RecordingBackend]:
+    """This host's own backend (posix-native, or win32-native on Windows) behind a fence:
+    the one whose view shows what a library's own VM calls did."""
+    yield from fenced(host_backend())
 
 
 def calls(backend: RecordingBackend) -> list[str]:
@@ -136,17 +151,44 @@ def budget(fraction: int) -> settings:
 
 
 @pytest.mark.parametrize("geometry_name", ["oxc", "small"])
-def test_c_arena_machine(c_backend_name: str, geometry_name: str) -> None:
-    """In a child process, as native code runs unless the caller says otherwise. Half the
-    profile's examples: every step crosses a pipe, and the in-process run below covers
-    what a child's kernel hides."""
-    assert runs_isolated_by_default(C_ARENA_IMPL), "the C arena declares it touches memory"
-    machine = machine_for(c_backend_name, geometry_name, impl=C_ARENA_IMPL)
+def test_c_arena_machine(c_backend_name: str, flavour: Flavour, geometry_name: str) -> None:
+    """In a child process, as native code runs unless the caller says otherwise. A quarter
+    of the profile's examples: every step crosses a pipe, each flavour and mode runs its
+    own machines, and the in-process run below covers what a child's kernel hides."""
+    impl = flavour.impl
+    assert runs_isolated_by_default(impl), "a native arena declares it touches memory"
+    machine = machine_for(c_backend_name, geometry_name, impl=impl)
     # Named by its implementation (the class name keys the example database), and recorded
-    # in regression files, so that a replay runs the C arena again, isolated again.
-    assert "CArena" in machine.__name__ and machine.isolated
-    assert config_of(machine)["impl"] == C_ARENA_IMPL and config_of(machine)["isolated"]
-    run_machine(machine, backend_name=c_backend_name, run_settings=budget(2))
+    # in regression files, so that a replay runs the same arena again, isolated again.
+    assert impl.rsplit(":", 1)[1] in machine.__name__ and machine.isolated
+    assert not machine.direct
+    assert config_of(machine)["impl"] == impl and config_of(machine)["isolated"]
+    run_machine(machine, backend_name=c_backend_name, run_settings=budget(4))
+
+
+@pytest.mark.parametrize("geometry_name", ["oxc", "small"])
+def test_c_arena_machine_direct(
+    flavour: Flavour, c_library: CArenaLibrary, geometry_name: str
+) -> None:
+    """The library's own VM calls (mmap, or VirtualAlloc on Windows) on this host's own
+    backend: the machine sees none of them, only what they did, in the OS's view after
+    every step. A quarter of the examples, as in the machine above."""
+    backend = host_backend()
+    reason = unavailable_reason(backend)
+    if reason is not None:
+        pytest.skip(reason)
+    machine = machine_for(backend, geometry_name, impl=flavour.direct_impl)
+    assert machine.direct and machine.isolated
+    run_machine(machine, backend_name=backend, run_settings=budget(4))
+
+
+def test_a_direct_arena_runs_only_on_the_hosts_own_backend() -> None:
+    """Elsewhere the OS's view would not show what its calls did."""
+    other = WIN32_EMULATED
+    with pytest.raises(ValueError, match="makes its own OS calls"):
+        machine_for(other, "small", impl=C.direct_impl)
+    with pytest.raises(ValueError, match="makes its own OS calls"):
+        machine_for(host_backend(), "small", impl=C.direct_impl, faults=True)
 
 
 @pytest.mark.parametrize("backend_id", [WIN32_EMULATED], indirect=True)
@@ -154,6 +196,7 @@ def test_c_arena_machine(c_backend_name: str, geometry_name: str) -> None:
 def test_c_arena_machine_in_process(
     backend_id: str,
     arenacheck_emulated_kernel32: object,
+    flavour: Flavour,
     c_library: CArenaLibrary,
     geometry_name: str,
 ) -> None:
@@ -161,7 +204,7 @@ def test_c_arena_machine_in_process(
     commit charge and the host's memory against the emulation after every step, which a
     child's kernel keeps to itself. Checked every step, so a quarter of the examples."""
     backend = backend_id
-    machine = machine_for(backend, geometry_name, impl=C_ARENA_IMPL, isolated=False)
+    machine = machine_for(backend, geometry_name, impl=flavour.impl, isolated=False)
     assert not machine.isolated
     run_machine(machine, backend_name=backend, run_settings=budget(4))
 
@@ -224,18 +267,19 @@ def test_oxc_numbers(
 
 
 @pytest.mark.parametrize("scenario", OXC_SCENARIOS)
-def test_oxc_numbers_direct_mmap(
-    posix_backend: RecordingBackend,
+def test_oxc_numbers_direct(
+    own_backend: RecordingBackend,
     c_library: CArenaLibrary,
     scenario: Callable[[Any, Backend], None],
 ) -> None:
-    """The library's own mmap/mprotect/munmap; the backend only reads the OS's view."""
-    arena = CArena.new(posix_backend, oxc_geometry(posix_backend), direct=True, library=c_library)
+    """The library's own mmap/mprotect/munmap (VirtualAlloc/VirtualFree on Windows); the
+    backend only reads the OS's view."""
+    arena = CArena.new(own_backend, oxc_geometry(own_backend), direct=True, library=c_library)
     reservation = arena.reservation
-    run_scenario(scenario, posix_backend, arena)
-    assert calls(posix_backend) == [], "the direct path must not go through the backend"
+    run_scenario(scenario, own_backend, arena)
+    assert calls(own_backend) == [], "the direct path must not go through the backend"
     end = reservation + arena.geometry.reserved_size
-    assert posix_backend.query(reservation, end) == [OsSpan(reservation, end, SpanState.FREE)]
+    assert own_backend.query(reservation, end) == [OsSpan(reservation, end, SpanState.FREE)]
 
 
 # --------------------------------------------------------------- the C ABI itself
@@ -257,33 +301,33 @@ def state(lib: CArenaLibrary, handle: int) -> tuple[tuple[int, int], tuple[int, 
 
 
 def test_double_free_is_refused_without_an_os_call(
-    c_library: CArenaLibrary, posix_backend: RecordingBackend
+    c_library: CArenaLibrary, own_backend: RecordingBackend
 ) -> None:
     lib = c_library
-    handle, _callbacks = create_raw(lib, posix_backend, small_geometry(posix_backend))
+    handle, _callbacks = create_raw(lib, own_backend, small_geometry(own_backend))
     r = lib.get("reservation", handle)[1]
-    calls(posix_backend)
+    calls(own_backend)
     assert lib.free(handle) == Status.OK
-    assert calls(posix_backend) == [
-        f"release({r:#x}, {small_geometry(posix_backend).reserved_size:#x})"
+    assert calls(own_backend) == [
+        f"release({r:#x}, {small_geometry(own_backend).reserved_size:#x})"
     ]
     for _ in range(2):
         assert lib.free(handle) == Status.DOUBLE_FREE
-    assert calls(posix_backend) == []
+    assert calls(own_backend) == []
     assert lib.destroy(handle) == Status.OK
-    assert calls(posix_backend) == [], "destroying a tombstone must not release again"
+    assert calls(own_backend) == [], "destroying a tombstone must not release again"
 
 
 def test_use_after_free_is_refused_without_an_os_call(
-    c_library: CArenaLibrary, posix_backend: RecordingBackend
+    c_library: CArenaLibrary, own_backend: RecordingBackend
 ) -> None:
     lib = c_library
-    geometry = small_geometry(posix_backend)
-    handle, _callbacks = create_raw(lib, posix_backend, geometry)
+    geometry = small_geometry(own_backend)
+    handle, _callbacks = create_raw(lib, own_backend, geometry)
     identity = {name: lib.get(name, handle) for name in ("reservation", "container", "footer")}
     assert lib.alloc(handle, 100, 8)[0] == Status.OK
     assert lib.free(handle) == Status.OK
-    calls(posix_backend)
+    calls(own_backend)
     assert lib.alloc(handle, 8, 8) == (Status.USE_AFTER_FREE, 0)
     assert lib.alloc(handle, 8, 3) == (Status.USE_AFTER_FREE, 0), "checked before the layout"
     assert lib.alloc(handle, geometry.container_size, 1) == (Status.USE_AFTER_FREE, 0)
@@ -293,7 +337,7 @@ def test_use_after_free_is_refused_without_an_os_call(
     # Where the arena was stays readable: it names no memory the arena still owns.
     assert {name: lib.get(name, handle) for name in identity} == identity
     assert lib.alive(handle) == (Status.OK, False)
-    assert calls(posix_backend) == []
+    assert calls(own_backend) == []
     assert lib.destroy(handle) == Status.OK
 
 
@@ -313,13 +357,13 @@ EDGE_RAW_LAYOUTS = ((ISIZE_MAX, 1), (ISIZE_MAX - 15, 16), (0, 1 << 63), (ISIZE_M
 
 
 def test_bad_layout_is_refused_without_a_change(
-    c_library: CArenaLibrary, posix_backend: RecordingBackend
+    c_library: CArenaLibrary, own_backend: RecordingBackend
 ) -> None:
     lib = c_library
-    handle, _callbacks = create_raw(lib, posix_backend, oxc_geometry(posix_backend))
+    handle, _callbacks = create_raw(lib, own_backend, oxc_geometry(own_backend))
     assert lib.alloc(handle, 64, 16)[0] == Status.OK
     before = state(lib, handle)
-    calls(posix_backend)
+    calls(own_backend)
     for size, align in BAD_RAW_LAYOUTS:
         assert lib.alloc(handle, size, align) == (Status.INVALID_LAYOUT, 0), (size, align)
         assert state(lib, handle) == before
@@ -327,14 +371,12 @@ def test_bad_layout_is_refused_without_a_change(
         # Valid, so not refused as a layout; each wraps or rounds far below C: full.
         assert lib.alloc(handle, size, align) == (Status.FULL, 0), (size, align)
         assert state(lib, handle) == before
-    assert calls(posix_backend) == []
+    assert calls(own_backend) == []
     assert lib.free(handle) == Status.OK
     assert lib.destroy(handle) == Status.OK
 
 
-def test_bad_arguments_are_refused(
-    c_library: CArenaLibrary, posix_backend: RecordingBackend
-) -> None:
+def test_bad_arguments_are_refused(c_library: CArenaLibrary, own_backend: RecordingBackend) -> None:
     lib = c_library
     assert lib.alloc(0, 8, 8) == (Status.INVALID_ARGUMENT, 0)
     assert lib.reset(0) == Status.INVALID_ARGUMENT
@@ -342,8 +384,8 @@ def test_bad_arguments_are_refused(
     assert lib.destroy(0) == Status.OK, "like free(NULL)"
     assert lib.get("cursor", 0) == (Status.INVALID_ARGUMENT, 0)
     assert lib.alive(0) == (Status.INVALID_ARGUMENT, False)
-    g = small_geometry(posix_backend)
-    bridge = BackendBridge(posix_backend)
+    g = small_geometry(own_backend)
+    bridge = BackendBridge(own_backend)
     assert lib.create(g, 3, 0, bridge.table)[:2] == (Status.INVALID_LAYOUT, 0)
     assert lib.create(g, 32, 0, bridge.table)[:2] == (Status.INVALID_LAYOUT, 0)
     assert lib.create(g, 1, 2, bridge.table)[:2] == (Status.INVALID_ARGUMENT, 0), "unknown flag"
@@ -358,20 +400,24 @@ def test_bad_arguments_are_refused(
         footer_size=8,
     )
     assert lib.create(tiny_footer, 1, 0, bridge.table)[:2] == (Status.INVALID_ARGUMENT, 0)
+    # RESERVED_SIZE = CONTAINER_SIZE + 2**63 is no Rust allocation size; the bound on it
+    # must not wrap for the one power of two above isize::MAX.
+    too_big = Geometry("too-big", g.page, g.granularity, 1 << 63, g.block_size, g.first_commit)
+    assert lib.create(too_big, 1, 0, bridge.table)[:2] == (Status.INVALID_ARGUMENT, 0)
     with pytest.raises(GeometryError):
-        CArena.new(posix_backend, tiny_footer, library=lib)
-    assert calls(posix_backend) == [], "a refused creation makes no OS call"
+        CArena.new(own_backend, tiny_footer, library=lib)
+    assert calls(own_backend) == [], "a refused creation makes no OS call"
 
 
 def test_footer_has_the_python_arenas_content(
-    c_library: CArenaLibrary, posix_backend: RecordingBackend
+    c_library: CArenaLibrary, own_backend: RecordingBackend
 ) -> None:
-    geometry = small_geometry(posix_backend)
-    native = CArena.new(posix_backend, geometry, library=c_library)
-    python = Arena.new(posix_backend, geometry)
+    geometry = small_geometry(own_backend)
+    native = CArena.new(own_backend, geometry, library=c_library)
+    python = Arena.new(own_backend, geometry)
     try:
         for arena in (native, python):
-            written = posix_backend.read(arena.footer, 16)
+            written = own_backend.read(arena.footer, 16)
             assert written == struct.pack("<QQ", FOOTER_MAGIC, arena.reservation)
             assert written == arena.footer_bytes()
     finally:
@@ -383,10 +429,10 @@ def test_footer_has_the_python_arenas_content(
 
 
 def test_pool_arena_allocates_below_its_metadata(
-    c_library: CArenaLibrary, posix_backend: RecordingBackend
+    c_library: CArenaLibrary, own_backend: RecordingBackend
 ) -> None:
-    geometry = small_geometry(posix_backend)
-    arena = CArena.new(posix_backend, geometry, pool=True, library=c_library)
+    geometry = small_geometry(own_backend)
+    arena = CArena.new(own_backend, geometry, pool=True, library=c_library)
     try:
         top = arena.container + geometry.active_size
         assert arena.cursor == top
@@ -405,10 +451,10 @@ def test_pool_arena_allocates_below_its_metadata(
 
 
 def test_adapter_refuses_what_cannot_be_a_usize(
-    c_library: CArenaLibrary, posix_backend: RecordingBackend
+    c_library: CArenaLibrary, own_backend: RecordingBackend
 ) -> None:
-    arena = CArena.new(posix_backend, small_geometry(posix_backend), library=c_library)
-    calls(posix_backend)
+    arena = CArena.new(own_backend, small_geometry(own_backend), library=c_library)
+    calls(own_backend)
     before = (arena.start, arena.cursor)
     refusals: list[tuple[object, object, type[Exception]]] = [
         (-1, 1, InvalidLayout),
@@ -425,9 +471,9 @@ def test_adapter_refuses_what_cannot_be_a_usize(
         with pytest.raises(error):
             arena.try_alloc(size, align)
     with pytest.raises(InvalidLayout):
-        CArena.new(posix_backend, small_geometry(posix_backend), min_align=True, library=c_library)
+        CArena.new(own_backend, small_geometry(own_backend), min_align=True, library=c_library)
     assert (arena.start, arena.cursor) == before
-    assert calls(posix_backend) == []
+    assert calls(own_backend) == []
     arena.free()
     with pytest.raises(UseAfterFree):
         arena.alloc("8", 1)  # a freed arena refuses even bad arguments as a use after free
@@ -466,8 +512,8 @@ class FaultyBackend(RecordingBackend):
 
 
 @pytest.fixture
-def faulty(posix_backend: RecordingBackend) -> Iterator[FaultyBackend]:
-    backend = FaultyBackend(posix_backend.inner)
+def faulty(own_backend: RecordingBackend) -> Iterator[FaultyBackend]:
+    backend = FaultyBackend(own_backend.inner)
     yield backend
     assert not backend.release_leftovers(), "a reservation was leaked"
 
@@ -546,17 +592,17 @@ def test_a_failed_release_keeps_the_arena_alive(
 # ----------------------------------------------------------------- building, loading
 
 
-def test_library_is_built_outside_the_source_tree(c_library: CArenaLibrary) -> None:
+def test_library_is_built_outside_the_source_tree(bundled_c: CArenaLibrary) -> None:
     if os.environ.get(c_load.LIBRARY_ENV):
         pytest.skip(f"{c_load.LIBRARY_ENV} names the library under test; nothing is built")
     path = c_build.build_library()
-    assert path == c_library.path
+    assert path == bundled_c.path
     assert not path.resolve().is_relative_to(ROOT)
-    assert c_library.abi_version == ABI_VERSION
+    assert bundled_c.abi_version == ABI_VERSION
 
 
 def test_build_is_cached_and_safe_in_parallel(
-    c_library: CArenaLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bundled_c: CArenaLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(c_build.BUILD_DIR_ENV, str(tmp_path / "build"))
     built: list[Path] = []
@@ -574,7 +620,7 @@ def test_build_is_cached_and_safe_in_parallel(
 
 
 def test_a_shared_build_directory_is_refused(
-    c_library: CArenaLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bundled_c: CArenaLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -585,7 +631,7 @@ def test_a_shared_build_directory_is_refused(
 
 
 def test_a_compiler_that_fails_is_an_error_not_a_skip(
-    c_library: CArenaLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bundled_c: CArenaLibrary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     false = shutil.which("false")
     if false is None:
@@ -616,10 +662,10 @@ def test_missing_compiler_skips_with_its_reason_or_fails_when_required(
     assert reason is not None and "no C compiler" in reason
     monkeypatch.setenv(REQUIRE_CC_ENV, "0")
     with pytest.raises(pytest.skip.Exception, match="no C compiler"):
-        library_or_skip()
+        C.library_or_skip()
     monkeypatch.setenv(REQUIRE_CC_ENV, "1")
     with pytest.raises(pytest.fail.Exception, match=f"{REQUIRE_CC_ENV} is set"):
-        library_or_skip()
+        C.library_or_skip()
 
 
 def compile_stub(tmp_path: Path, name: str, source: str) -> Path:
@@ -632,7 +678,7 @@ def compile_stub(tmp_path: Path, name: str, source: str) -> Path:
     return out
 
 
-def test_a_library_outside_the_abi_is_refused(c_library: CArenaLibrary, tmp_path: Path) -> None:
+def test_a_library_outside_the_abi_is_refused(bundled_c: CArenaLibrary, tmp_path: Path) -> None:
     incomplete = compile_stub(
         tmp_path, "incomplete", "unsigned c_arena_abi_version(void) { return 1; }\n"
     )
@@ -644,19 +690,19 @@ def test_a_library_outside_the_abi_is_refused(c_library: CArenaLibrary, tmp_path
 
 
 def test_another_library_with_the_abi_is_loaded_by_path(
-    c_library: CArenaLibrary,
+    bundled_c: CArenaLibrary,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    posix_backend: RecordingBackend,
+    own_backend: RecordingBackend,
 ) -> None:
     copy = tmp_path / "libmine.so"
-    shutil.copyfile(c_library.path, copy)
+    shutil.copyfile(bundled_c.path, copy)
     monkeypatch.setenv(c_load.LIBRARY_ENV, str(copy))
     monkeypatch.setenv("CC", "/nonexistent/cc")
     assert c_load.unavailable_reason() is None, "a named library needs no compiler"
     lib = load_library()
-    assert lib.path == copy.resolve() and lib is not c_library
-    arena = CArena.new(posix_backend, small_geometry(posix_backend), library=lib)
+    assert lib.path == copy.resolve() and lib is not bundled_c
+    arena = CArena.new(own_backend, small_geometry(own_backend), library=lib)
     model = ArenaModel(arena.geometry, arena.reservation)
     assert (arena.start, arena.cursor) == (model.start, model.cursor)
     arena.alloc(3 * KIB)
@@ -689,20 +735,20 @@ def test_a_backend_with_remote_memory_is_refused(
 
 @pytest.mark.parametrize("first", [32 * KIB, 100 * KIB])
 def test_grow_after_an_uneven_commit_is_capped_at_the_container(
-    c_library: CArenaLibrary, posix_backend: RecordingBackend, first: int
+    c_library: CArenaLibrary, own_backend: RecordingBackend, first: int
 ) -> None:
     """A first grow beyond doubling leaves a commit that is no power of two; doubling it
     again must stop at C, never reach below it. Each step against the model, call for call."""
-    geometry = small_geometry(posix_backend)
-    arena = CArena.new(posix_backend, geometry, library=c_library)
+    geometry = small_geometry(own_backend)
+    arena = CArena.new(own_backend, geometry, library=c_library)
     model = ArenaModel(geometry, arena.reservation)
-    calls(posix_backend)
+    calls(own_backend)
     try:
         size = first
         while True:
             plan = model.plan_alloc(size, 1)
             addr = arena.try_alloc(size)
-            made = calls(posix_backend)
+            made = calls(own_backend)
             assert made == ([] if plan.commit is None else [str(plan.commit)])
             assert addr == model.apply_alloc(plan, size)
             assert (arena.start, arena.cursor) == (model.start, model.cursor)

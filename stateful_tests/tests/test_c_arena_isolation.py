@@ -35,7 +35,8 @@ from arenacheck.model.geometry import Geometry
 from arenacheck.record.replay import load_program, replay_program
 from hypothesis import settings
 
-from stateful_tests.tests.test_c_arena import C_ARENA_IMPL, REQUIRE_CC_ENV, cc_required
+from stateful_tests.tests.native_flavours import REQUIRE_CC_ENV, required
+from stateful_tests.tests.test_c_arena import C_ARENA_IMPL
 
 BROKEN_C = "arenacheck.faults.broken_c_arenas:CArenaWritesBelowStart"
 HERE = "stateful_tests.tests.test_c_arena_isolation"
@@ -49,7 +50,7 @@ def compiler() -> None:
     failed where ARENACHECK_REQUIRE_CC asks for one."""
     reason = c_build.compiler_unavailable_reason()
     if reason is not None:
-        if cc_required():
+        if required(REQUIRE_CC_ENV):
             pytest.fail(f"{REQUIRE_CC_ENV} is set, but the C arena cannot be built: {reason}")
         pytest.skip(reason)
 
