@@ -34,6 +34,8 @@ CRATE_DIR = Path(__file__).resolve().parents[1] / "examples" / "rust_arena"
 CRATE_ROOT = CRATE_DIR / "src" / "lib.rs"
 RUSTC_ENV = "ARENACHECK_RUSTC"
 PREBUILT_ENV = "ARENACHECK_RUST_ARENA_DIR"
+# Set (to anything but 0), a Rust arena that cannot be had here fails instead of skipping.
+REQUIRE_ENV = "ARENACHECK_REQUIRE_RUST"
 WINDOWS_GNU = "x86_64-pc-windows-gnu"
 WINDOWS_GNU_LINKER = "x86_64-w64-mingw32-gcc"
 RUSTFLAGS = (

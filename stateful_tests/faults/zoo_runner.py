@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from arenacheck.faults.zoo import ZooEntry
 
 PHASES_FIND = (Phase.generate,)
-REQUIRE_RUST_ENV = "ARENACHECK_REQUIRE_RUST"
 
 
 @dataclass(frozen=True)
@@ -109,6 +108,7 @@ def run_zoo(jobs: int = 2, out: TextIO = sys.stdout) -> int:
     fault survived, or if a native fault could not run while ``$ARENACHECK_REQUIRE_RUST``
     asks for it."""
     from arenacheck.faults.broken_rust_arenas import unavailable_reason
+    from arenacheck.impl.rust_build import REQUIRE_ENV as REQUIRE_RUST_ENV
 
     entries = all_entries()
     missing = {e.name: why for e in entries if (why := unavailable_reason(e)) is not None}

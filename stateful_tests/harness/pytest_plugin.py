@@ -90,7 +90,7 @@ _SESSION_ROOT: list[Path] = []
 
 
 def session_root() -> Path | None:
-    """The rootdir of the session under way: the project whose ``.hypothesis/`` holds
+    """The rootdir of the pytest run under way: the project whose ``.hypothesis/`` holds
     arenacheck's example database (``profiles.project_root`` asks)."""
     return _SESSION_ROOT[0] if _SESSION_ROOT else None
 

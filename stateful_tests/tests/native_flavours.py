@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from arenacheck.impl import c_load, rust_arena
+from arenacheck.impl import c_load, rust_arena, rust_build
 from arenacheck.impl.c_abi import CArenaLibrary
 
 REQUIRE_CC_ENV = "ARENACHECK_REQUIRE_CC"
-REQUIRE_RUST_ENV = "ARENACHECK_REQUIRE_RUST"
+REQUIRE_RUST_ENV = rust_build.REQUIRE_ENV
 
 
 def required(variable: str) -> bool:
