@@ -80,6 +80,10 @@ class Kernel32(Protocol):
 
     def VirtualQuery(self, address: int | None, buffer: Any, length: int) -> Any: ...  # noqa: N802
 
+    def VirtualProtect(  # noqa: N802
+        self, address: int | None, size: int, new_protect: int, old_protect: Any
+    ) -> Any: ...
+
     def GetSystemInfo(self, buffer: Any) -> Any: ...  # noqa: N802
 
     def get_last_error(self) -> int: ...
@@ -120,6 +124,7 @@ class NativeKernel32:
     VirtualAlloc: Any
     VirtualFree: Any
     VirtualQuery: Any
+    VirtualProtect: Any
     GetSystemInfo: Any
     get_last_error: Any
     set_last_error: Any
@@ -139,11 +144,19 @@ class NativeKernel32:
             ctypes.c_size_t,
         ]
         dll.VirtualQuery.restype = ctypes.c_size_t
+        dll.VirtualProtect.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            DWORD,
+            ctypes.POINTER(DWORD),
+        ]
+        dll.VirtualProtect.restype = BOOL
         dll.GetSystemInfo.argtypes = [ctypes.POINTER(SYSTEM_INFO)]
         dll.GetSystemInfo.restype = None
         self.VirtualAlloc = dll.VirtualAlloc
         self.VirtualFree = dll.VirtualFree
         self.VirtualQuery = dll.VirtualQuery
+        self.VirtualProtect = dll.VirtualProtect
         self.GetSystemInfo = dll.GetSystemInfo
         # VirtualAlloc2 is exported by KernelBase, not kernel32, from Windows 10 1803 (A.6).
         base: Any = ctypes.WinDLL("kernelbase", use_last_error=True)

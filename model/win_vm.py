@@ -1,4 +1,4 @@
-"""Reference model of the Windows VirtualAlloc family (docs/VM_SEMANTICS.md A.1 to A.5).
+"""Reference model of the Windows VirtualAlloc family (docs/VM_SEMANTICS.md A.1 to A.6).
 
 The model knows only the allocations made through it. Addresses it has not allocated
 are "free" in its world; a harness comparing it with a real process must therefore
@@ -11,27 +11,35 @@ that allocation's base, state RESERVE (protect 0) or COMMIT (protect as committe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from arenacheck.model.arith import MASK64, round_down, round_up
+from arenacheck.model.arith import MASK64, is_power_of_two, round_down, round_up
 from arenacheck.model.contents import PageContents
 from arenacheck.model.intervals import IntervalMap
 from arenacheck.model.win_constants import (
     ALLOCATION_GRANULARITY,
     AT_ROUND_TO_PAGE,
     BASE_PROTECTIONS,
+    CACHE_MODIFIERS,
     ERROR_BAD_LENGTH,
     ERROR_COMMITMENT_LIMIT,
     ERROR_INVALID_ADDRESS,
     ERROR_INVALID_PARAMETER,
+    ERROR_NOACCESS,
     ERROR_NOT_ENOUGH_MEMORY,
     MAX_APPLICATION_ADDRESS,
     MEM_COMMIT,
     MEM_DECOMMIT,
+    MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS,
+    MEM_EXTENDED_PARAMETER_INVALID_TYPE,
+    MEM_EXTENDED_PARAMETER_MAX,
     MEM_FREE,
     MEM_PRIVATE,
     MEM_RELEASE,
+    MEM_REPLACE_PLACEHOLDER,
     MEM_RESERVE,
+    MEM_RESERVE_PLACEHOLDER,
     MEM_RESET,
     MEM_TOP_DOWN,
     MEM_WRITE_WATCH,
@@ -114,6 +122,44 @@ def valid_protection(protect: int) -> bool:
     return not (modifiers and base == PAGE_NOACCESS)
 
 
+@dataclass(frozen=True)
+class ProtectResult:
+    """VirtualProtect: BOOL, the error, and the old protection written on success."""
+
+    value: int
+    error: int | None
+    old_protect: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class AddressRequirements:
+    """MEM_ADDRESS_REQUIREMENTS; 0 in a field means "not specified" (A.6 [D])."""
+
+    lowest: int = 0
+    highest: int = 0
+    alignment: int = 0
+
+    @property
+    def specified(self) -> bool:
+        return bool(self.lowest or self.highest or self.alignment)
+
+
+@dataclass(frozen=True)
+class ExtendedParameter:
+    """One MEM_EXTENDED_PARAMETER: its Type, and for AddressRequirements what it points to."""
+
+    type: int
+    requirements: AddressRequirements | None = None
+
+
+class Unmodelled(ValueError):
+    """A call the model deliberately does not predict (placeholders, NUMA nodes, ...)."""
+
+
 def _fail(error: int) -> WinResult:
     return WinResult(0, error)
 
@@ -173,14 +219,33 @@ class WindowsVM:
             return None
         return first
 
-    def pick_free_base(self, size: int) -> int | None:
-        """Lowest granularity-aligned free range of ``size`` bytes, as a stand-in OS would pick."""
-        candidate = round_up(self.min_address, self.granularity)
-        while candidate + size <= self.max_address + 1:
+    def pick_free_base(
+        self,
+        size: int,
+        align: int | None = None,
+        lo: int | None = None,
+        hi: int | None = None,
+        top_down: bool = False,
+    ) -> int | None:
+        """Lowest (``top_down``: highest) ``align``-aligned base of ``size`` free bytes
+        inside ``[lo, hi)``, as a stand-in OS would pick; default: granularity, user space."""
+        align = self.granularity if align is None else align
+        lo = self.min_address if lo is None else lo
+        hi = self.max_address + 1 if hi is None else hi
+        if top_down:
+            candidate = round_down(hi - size, align)
+            while candidate >= lo and candidate + size <= hi:
+                blocking = self.pages.overlapping(candidate, candidate + size)
+                if not blocking:
+                    return candidate
+                candidate = round_down(blocking[0].start - size, align)
+            return None
+        candidate = round_up(lo, align)
+        while candidate + size <= hi:
             blocking = self.pages.overlapping(candidate, candidate + size)
             if not blocking:
                 return candidate
-            candidate = round_up(blocking[-1].end, self.granularity)
+            candidate = round_up(blocking[-1].end, align)
         return None
 
     # ------------------------------------------------------------ VirtualAlloc
@@ -315,6 +380,144 @@ class WindowsVM:
         self.pages.set(lo, hi, PageState(alloc.base, MEM_RESERVE, 0))
         self.contents.zero(lo, hi)
         return WinResult(1)
+
+    # ----------------------------------------------------------- VirtualAlloc2
+
+    def virtual_alloc2(
+        self,
+        address: int,
+        size: int,
+        alloc_type: int,
+        protect: int,
+        parameters: Sequence[ExtendedParameter] | None = None,
+        count: int = 0,
+        chosen_base: int | None = None,
+    ) -> WinResult:
+        """VirtualAlloc2 on the current process (A.6).
+
+        Without address requirements (none given, or all fields 0) it is VirtualAlloc. With
+        them the reservation is placed at the lowest (MEM_TOP_DOWN: highest) base in the
+        window that is aligned and free in the model; ``chosen_base`` names the OS's choice
+        instead, which must satisfy the same requirements.
+        """
+        found = self.alloc2_check(address, size, alloc_type, protect, parameters, count)
+        if isinstance(found, int):
+            return _fail(found)
+        if found is None:
+            return self.virtual_alloc(address, size, alloc_type, protect, chosen_base)
+        rounded = round_up(size, self.page)
+        lo, hi = self.requirement_window(found)
+        align = found.alignment or self.granularity
+        if chosen_base is None:
+            base = self.pick_free_base(rounded, align, lo, hi, bool(alloc_type & MEM_TOP_DOWN))
+            if base is None:
+                return _fail(ERROR_NOT_ENOUGH_MEMORY)
+        else:
+            base = chosen_base
+            fits = base % align == 0 and lo <= base and base + rounded <= hi
+            if not fits or not self.is_free(base, base + rounded):
+                raise ValueError(
+                    f"the OS placed {rounded:#x} bytes at {base:#x}, outside {found} or on "
+                    "memory the model holds"
+                )
+        return self._reserve_at(base, rounded, alloc_type | MEM_RESERVE, protect)
+
+    def alloc2_check(
+        self,
+        address: int,
+        size: int,
+        alloc_type: int,
+        protect: int,
+        parameters: Sequence[ExtendedParameter] | None,
+        count: int,
+    ) -> int | AddressRequirements | None:
+        """VirtualAlloc2's refusals before placing (an error), else its address
+        requirements (None: none that count, the call is VirtualAlloc's)."""
+        if alloc_type & (MEM_RESERVE_PLACEHOLDER | MEM_REPLACE_PLACEHOLDER):
+            raise Unmodelled("placeholders are not modelled")
+        found = self.extended_parameter_error(parameters, count)
+        if isinstance(found, int) or found is None or not found.specified:
+            return found if isinstance(found, int) else None
+        # Requirements place a new reservation: with a base, 87 [T] (MEM_COMMIT included:
+        # committing existing pages takes their address); NULL with MEM_COMMIT alone
+        # reserves too, as VirtualAlloc(NULL) does (A.1 [T]).
+        if address != 0:
+            return ERROR_INVALID_PARAMETER
+        error = self.alloc_parameter_error(0, size, alloc_type, protect)
+        return found if error is None else error
+
+    def extended_parameter_error(
+        self, parameters: Sequence[ExtendedParameter] | None, count: int
+    ) -> int | AddressRequirements | None:
+        """The error the extended parameters earn (A.6 [T]), else their address requirements."""
+        if count == 0:
+            return None
+        if parameters is None or len(parameters) < count:
+            return ERROR_INVALID_PARAMETER
+        seen: set[int] = set()
+        requirements: AddressRequirements | None = None
+        for param in parameters[:count]:
+            kind = param.type & 0xFF
+            if kind == MEM_EXTENDED_PARAMETER_INVALID_TYPE or kind >= MEM_EXTENDED_PARAMETER_MAX:
+                return ERROR_INVALID_PARAMETER
+            if kind in seen:
+                return ERROR_INVALID_PARAMETER
+            seen.add(kind)
+            if kind != MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS:
+                raise Unmodelled(f"extended parameter type {kind} is not modelled")
+            if param.requirements is None:
+                raise Unmodelled("a NULL MEM_ADDRESS_REQUIREMENTS pointer is not modelled")
+            if self.requirements_error(param.requirements):
+                return ERROR_INVALID_PARAMETER
+            requirements = param.requirements
+        return requirements
+
+    def requirements_error(self, r: AddressRequirements) -> bool:
+        """Whether MEM_ADDRESS_REQUIREMENTS is invalid (87): A.6 [T], [D]."""
+        if r.alignment and (not is_power_of_two(r.alignment) or r.alignment < self.granularity):
+            return True
+        if r.lowest and (r.lowest % self.granularity or r.lowest > self.max_address):
+            return True
+        if r.highest and (r.highest > self.max_address or (r.highest + 1) % self.page):
+            return True
+        return bool(r.lowest and r.highest and r.lowest >= r.highest)
+
+    def requirement_window(self, r: AddressRequirements) -> tuple[int, int]:
+        """``[lo, hi)`` a reservation under ``r`` must lie in (HighestEndingAddress inclusive)."""
+        lo = max(r.lowest, self.min_address)
+        hi = (r.highest or self.max_address) + 1
+        return lo, hi
+
+    # ---------------------------------------------------------- VirtualProtect
+
+    def virtual_protect(
+        self, address: int, size: int, new_protect: int, old_protect_out: bool = True
+    ) -> ProtectResult:
+        """VirtualProtect on private memory (A.1 notes, A.7 3-6, 12, 19, 20).
+
+        ``old_protect_out`` False: lpflOldProtect is NULL. On success the pages of
+        ``[address, address + size)`` take ``new_protect`` (with the allocation's cache
+        attribute in place of the argument's) and the first page's protection is returned.
+        """
+        if not old_protect_out:
+            return ProtectResult(0, ERROR_NOACCESS, None)
+        if not valid_protection(new_protect):
+            return ProtectResult(0, ERROR_INVALID_PARAMETER, None)
+        base = round_down(address, self.page)
+        end = round_up(address + size, self.page)
+        # Size 0 is refused outright ([R] NtProtectVirtualMemory "0 is also illegal"), and
+        # so is a range beyond user space ([R] STATUS_INVALID_PARAMETER_2/_3).
+        if size == 0 or end > self.max_address + 1 or end > MASK64:
+            return ProtectResult(0, ERROR_INVALID_PARAMETER, None)
+        if self._single_allocation(base, end) is None or not self.is_committed(base, end):
+            return ProtectResult(0, ERROR_INVALID_ADDRESS, None)
+        first = self.pages.get(base)
+        assert first is not None
+        alloc = self.allocations[first.alloc_base]
+        cache = alloc.alloc_protect & CACHE_MODIFIERS
+        applied = (new_protect & ~CACHE_MODIFIERS) | cache
+        self.pages.set(base, end, PageState(alloc.base, MEM_COMMIT, applied))
+        return ProtectResult(1, None, first.protect)
 
     # ------------------------------------------------------------ VirtualQuery
 

@@ -2,8 +2,8 @@
  * wine_vmserver: kernel32's virtual-memory calls, served over stdin/stdout.
  *
  * Runs under Wine (built with x86_64-w64-mingw32-gcc) so that the Python harness can
- * hold Wine's VirtualAlloc, VirtualFree, VirtualQuery and GetSystemInfo to the same
- * model as real Windows. The memory those calls manage lives in this process, so reads
+ * hold Wine's VirtualAlloc, VirtualAlloc2, VirtualFree, VirtualProtect, VirtualQuery and
+ * GetSystemInfo to the same model as real Windows. The memory those calls manage lives in this process, so reads
  * and writes of it are requests too.
  *
  * Protocol, all little-endian, one request answered by one response, in order:
@@ -18,6 +18,13 @@
  * GetLastError() read immediately after it. That is what ctypes does for a function
  * loaded with use_last_error=True, so a successful call that leaves the last error alone
  * hands the caller's sentinel back unchanged, exactly as on Windows.
+ *
+ * VirtualAlloc2 (looked up in KernelBase, where Windows exports it) takes its process
+ * handle and extended parameters as payload: u64 process, u32 count, u32 array_present,
+ * then count entries of u64 type, u64 value, u64 lowest, u64 highest, u64 alignment,
+ * u64 has_requirements. An entry with has_requirements points at a MEM_ADDRESS_REQUIREMENTS
+ * built from its three fields; any other carries value in its union. VirtualProtect takes
+ * the caller's DWORD as a 4-byte payload (absent: lpflOldProtect NULL) and sends it back.
  *
  * Reads and writes check with VirtualQuery that every page is committed and accessible
  * before touching it, and refuse (value 0, payload: the first offending page, its state
@@ -45,7 +52,41 @@ enum op {
     OP_WRITE = 6,
     OP_EXIT = 7,
     OP_WINE_VERSION = 8,
+    OP_VIRTUAL_PROTECT = 9,
+    OP_VIRTUAL_ALLOC2 = 10,
 };
+
+#define MAX_EXTENDED 8
+
+struct wire_extended {
+    uint64_t type;
+    uint64_t value;
+    uint64_t lowest;
+    uint64_t highest;
+    uint64_t alignment;
+    uint64_t has_requirements;
+};
+
+struct wire_alloc2 {
+    uint64_t process;
+    uint32_t count;
+    uint32_t array_present;
+};
+
+/* The SDK's layouts, spelled out so that an older mingw-w64 header builds this too. */
+struct address_requirements {
+    void *lowest;
+    void *highest;
+    SIZE_T alignment;
+};
+
+struct extended_parameter {
+    uint64_t type;
+    uint64_t value;
+};
+
+typedef PVOID(WINAPI *virtual_alloc2_fn)(HANDLE, PVOID, SIZE_T, ULONG, ULONG,
+                                         struct extended_parameter *, ULONG);
 
 #pragma pack(push, 1)
 struct request {
@@ -73,6 +114,9 @@ _Static_assert(sizeof(struct request) == 48, "request header is 48 bytes");
 _Static_assert(sizeof(struct response) == 16, "response header is 16 bytes");
 _Static_assert(sizeof(MEMORY_BASIC_INFORMATION) == SYSTEM_BUFFER_SIZE, "x64 layout");
 _Static_assert(sizeof(SYSTEM_INFO) == SYSTEM_BUFFER_SIZE, "x64 layout");
+_Static_assert(sizeof(struct wire_extended) == 48, "wire entry is 48 bytes");
+_Static_assert(sizeof(struct extended_parameter) == 16, "MEM_EXTENDED_PARAMETER is 16 bytes");
+_Static_assert(sizeof(struct address_requirements) == 24, "MEM_ADDRESS_REQUIREMENTS is 24");
 
 static HANDLE in_handle;
 static HANDLE out_handle;
@@ -298,6 +342,66 @@ int main(void)
             }
             memcpy((void *)(uintptr_t)req.arg[0], payload, req.payload_len);
             respond(req.payload_len, req.last_error, NULL, 0);
+            break;
+        }
+
+        case OP_VIRTUAL_PROTECT: {
+            DWORD old = 0;
+            BOOL ret;
+            DWORD err;
+            if (req.payload_len != 0 && req.payload_len != sizeof old)
+                die("VirtualProtect request with a payload that is not a DWORD", req.payload_len);
+            if (req.payload_len)
+                memcpy(&old, payload, sizeof old);
+            SetLastError(req.last_error);
+            ret = VirtualProtect((LPVOID)(uintptr_t)req.arg[0], (SIZE_T)req.arg[1],
+                                 (DWORD)req.arg[2], req.payload_len ? &old : NULL);
+            err = GetLastError();
+            respond((uint64_t)(uint32_t)ret, err, &old, req.payload_len);
+            break;
+        }
+
+        case OP_VIRTUAL_ALLOC2: {
+            /* Value 0 with error 0xffffffff: KernelBase has no VirtualAlloc2 to call. */
+            static struct extended_parameter params[MAX_EXTENDED];
+            static struct address_requirements reqs[MAX_EXTENDED];
+            struct wire_alloc2 head;
+            HMODULE kernelbase = GetModuleHandleA("kernelbase.dll");
+            virtual_alloc2_fn alloc2 =
+                kernelbase ? (virtual_alloc2_fn)(void (*)(void))GetProcAddress(kernelbase,
+                                                                             "VirtualAlloc2")
+                           : NULL;
+            LPVOID ret;
+            DWORD err;
+            uint32_t i;
+            if (req.payload_len < sizeof head)
+                die("VirtualAlloc2 request without its header", req.payload_len);
+            memcpy(&head, payload, sizeof head);
+            if (head.count > MAX_EXTENDED ||
+                req.payload_len != sizeof head + head.count * sizeof(struct wire_extended))
+                die("VirtualAlloc2 request with a malformed parameter list", head.count);
+            if (!alloc2) {
+                respond(0, 0xffffffffu, NULL, 0);
+                break;
+            }
+            for (i = 0; i < head.count; i++) {
+                struct wire_extended e;
+                memcpy(&e, payload + sizeof head + i * sizeof e, sizeof e);
+                params[i].type = e.type;
+                params[i].value = e.value;
+                if (e.has_requirements) {
+                    reqs[i].lowest = (void *)(uintptr_t)e.lowest;
+                    reqs[i].highest = (void *)(uintptr_t)e.highest;
+                    reqs[i].alignment = (SIZE_T)e.alignment;
+                    params[i].value = (uint64_t)(uintptr_t)&reqs[i];
+                }
+            }
+            SetLastError(req.last_error);
+            ret = alloc2((HANDLE)(uintptr_t)head.process, (PVOID)(uintptr_t)req.arg[0],
+                         (SIZE_T)req.arg[1], (ULONG)req.arg[2], (ULONG)req.arg[3],
+                         head.array_present ? params : NULL, head.count);
+            err = GetLastError();
+            respond((uint64_t)(uintptr_t)ret, err, NULL, 0);
             break;
         }
 

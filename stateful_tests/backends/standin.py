@@ -19,7 +19,12 @@ import os
 from typing import Any, Protocol
 
 from arenacheck.impl.host import IS_WINDOWS
-from arenacheck.impl.win_kernel32 import MEMORY_BASIC_INFORMATION, SYSTEM_INFO
+from arenacheck.impl.win_kernel32 import (
+    MEM_ADDRESS_REQUIREMENTS,
+    MEM_EXTENDED_PARAMETER,
+    MEMORY_BASIC_INFORMATION,
+    SYSTEM_INFO,
+)
 from arenacheck.model.arith import round_down, round_up
 from arenacheck.model.spans import OsSpan, SpanState, merge_spans
 from arenacheck.model.win_constants import (
@@ -29,11 +34,13 @@ from arenacheck.model.win_constants import (
     MAX_APPLICATION_ADDRESS,
     MEM_COMMIT,
     MEM_DECOMMIT,
+    MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS,
     MEM_FREE,
     MEM_PRIVATE,
     MEM_RELEASE,
     MEM_RESERVE,
     MEM_RESET,
+    MEM_TOP_DOWN,
     MIN_APPLICATION_ADDRESS,
     PAGE_EXECUTE,
     PAGE_EXECUTE_READ,
@@ -46,7 +53,15 @@ from arenacheck.model.win_constants import (
     READABLE_PROTECTIONS,
     WRITABLE_PROTECTIONS,
 )
-from arenacheck.model.win_vm import MemoryBasicInformation, PageState, WindowsVM, WinResult
+from arenacheck.model.win_vm import (
+    AddressRequirements,
+    ExtendedParameter,
+    MemoryBasicInformation,
+    PageState,
+    Unmodelled,
+    WindowsVM,
+    WinResult,
+)
 
 PROCESSOR_ARCHITECTURE_AMD64 = 9
 # Host protections of foreign mappings, as Windows protection constants.
@@ -59,6 +74,11 @@ _FOREIGN_PROTECT = {
 }
 _HOST_READ = 1
 _HOST_WRITE = 2
+# GetCurrentProcess()'s pseudo-handle; NULL means the current process too (A.6 [D]).
+CURRENT_PROCESS = (1 << 64) - 1
+# Candidates of a VirtualAlloc2 window the host is asked for before the stand-in gives up:
+# each refusal is a foreign mapping of this process, which Windows would also step over.
+WINDOW_PLACEMENT_TRIES = 64
 
 
 class HostMemory(Protocol):
@@ -133,8 +153,57 @@ def _structure_behind(buffer: object, cls: type[ctypes.Structure], index: int) -
     raise ctypes.ArgumentError(f"argument {index}: TypeError: expected LP_{cls.__name__}")
 
 
+def _address_of(buffer: object, index: int) -> int:
+    """The address a pointer argument names: byref(), pointer(), a structure or an array."""
+    if buffer is None:
+        return 0
+    if isinstance(buffer, ctypes.Structure | ctypes.Array):
+        return ctypes.addressof(buffer)
+    obj = getattr(buffer, "_obj", None)
+    if isinstance(obj, ctypes.Structure | ctypes.Array | ctypes._SimpleCData):
+        return ctypes.addressof(obj)
+    contents = getattr(buffer, "contents", None)
+    if isinstance(contents, ctypes.Structure | ctypes.Array | ctypes._SimpleCData):
+        return ctypes.addressof(contents)
+    raise ctypes.ArgumentError(f"argument {index}: TypeError: expected a pointer")
+
+
+def _dword_behind(buffer: object, index: int) -> Any:
+    """The 32-bit value a ``POINTER(DWORD)`` argument refers to; None for NULL."""
+    if buffer is None:
+        return None
+    target = buffer if isinstance(buffer, ctypes._SimpleCData) else None
+    for attr in ("_obj", "contents"):
+        if target is None and isinstance(getattr(buffer, attr, None), ctypes._SimpleCData):
+            target = getattr(buffer, attr)
+    if target is None or ctypes.sizeof(target) != 4:
+        raise ctypes.ArgumentError(f"argument {index}: TypeError: expected LP_c_ulong")
+    return target
+
+
+def extended_parameters(address: int, count: int) -> list[ExtendedParameter] | None:
+    """The ``count`` MEM_EXTENDED_PARAMETERs at ``address``, as the model reads them."""
+    if address == 0:
+        return None
+    raw = (MEM_EXTENDED_PARAMETER * count).from_address(address)
+    out: list[ExtendedParameter] = []
+    for param in raw:
+        kind = int(param.Type) & 0xFF
+        requirements = None
+        if kind == MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS and param.Pointer:
+            r = MEM_ADDRESS_REQUIREMENTS.from_address(int(param.Pointer))
+            requirements = AddressRequirements(
+                int(r.LowestStartingAddress or 0),
+                int(r.HighestEndingAddress or 0),
+                int(r.Alignment),
+            )
+        out.append(ExtendedParameter(kind, requirements))
+    return out
+
+
 class EmulatedKernel32:
-    """kernel32's VirtualAlloc, VirtualFree, VirtualQuery and GetSystemInfo, emulated."""
+    """kernel32's VirtualAlloc, VirtualFree, VirtualQuery and GetSystemInfo, emulated, with
+    KernelBase's VirtualAlloc2 and kernel32's VirtualProtect."""
 
     # The model predicts Windows, so the stand-in is Windows' kernel32, never Wine's.
     wine_version: str | None = None
@@ -236,6 +305,90 @@ class EmulatedKernel32:
             return self._result(result) or None
         self._sync(base, end)
         return base
+
+    # ---------------------------------------------------------- VirtualAlloc2
+
+    def VirtualAlloc2(  # noqa: N802 - KernelBase's name
+        self,
+        process: object,
+        address: object,
+        size: object,
+        alloc_type: object,
+        protect: object,
+        parameters: object,
+        count: object,
+    ) -> int | None:
+        """VirtualAlloc2 of the current process; address requirements placed in the host."""
+        handle = _convert(1, process, ctypes.c_void_p)
+        addr = _convert(2, address, ctypes.c_void_p)
+        nbytes = _convert(3, size, ctypes.c_size_t)
+        kind = _convert(4, alloc_type, ctypes.c_uint32)
+        prot = _convert(5, protect, ctypes.c_uint32)
+        n = _convert(7, count, ctypes.c_uint32)
+        if handle not in (0, CURRENT_PROCESS):
+            raise Unmodelled("the stand-in models the current process only")
+        params = extended_parameters(_address_of(parameters, 6), n) if n else None
+        found = self.model.alloc2_check(addr, nbytes, kind, prot, params, n)
+        if found is None:
+            # No requirements that count: VirtualAlloc's answer, counted once.
+            return self.VirtualAlloc(addr or None, nbytes, kind, prot)
+        self.call_count += 1
+        if isinstance(found, int):
+            self._last_error = found
+            return None
+        rounded = round_up(nbytes, PAGE_SIZE)
+        base = self._place(rounded, found, bool(kind & MEM_TOP_DOWN))
+        if base is None:
+            self._last_error = ERROR_NOT_ENOUGH_MEMORY
+            return None
+        result = self.model.virtual_alloc2(addr, nbytes, kind, prot, params, n, chosen_base=base)
+        if not result.ok:
+            self.host.release(base, rounded)
+            return self._result(result) or None
+        self._sync(base, base + rounded)
+        return base
+
+    def _place(self, size: int, r: AddressRequirements, top_down: bool) -> int | None:
+        """Host memory for ``size`` bytes under ``r``: the host's choice without a window,
+        else the model's lowest (top-down: highest) fit the host can map."""
+        align = r.alignment or ALLOCATION_GRANULARITY
+        lo, hi = self.model.requirement_window(r)
+        if not r.lowest and not r.highest:
+            base = self.host.reserve(size, align)
+            if base is None or (base + size <= hi and self.model.is_free(base, base + size)):
+                return base
+            self.host.release(base, size)
+            return None
+        for _ in range(WINDOW_PLACEMENT_TRIES):
+            base = self.model.pick_free_base(size, align, lo, hi, top_down)
+            if base is None:
+                return None
+            if self.host.reserve_at(base, size):
+                return base
+            if top_down:
+                hi = base + size - align
+            else:
+                lo = base + align
+        return None
+
+    # ---------------------------------------------------------- VirtualProtect
+
+    def VirtualProtect(  # noqa: N802 - kernel32's name
+        self, address: object, size: object, new_protect: object, old_protect: object
+    ) -> int:
+        self.call_count += 1
+        addr = _convert(1, address, ctypes.c_void_p)
+        nbytes = _convert(2, size, ctypes.c_size_t)
+        prot = _convert(3, new_protect, ctypes.c_uint32)
+        out = _dword_behind(old_protect, 4)
+        result = self.model.virtual_protect(addr, nbytes, prot, out is not None)
+        if not result.ok:
+            self._last_error = result.error or 0
+            return 0
+        assert out is not None and result.old_protect is not None
+        out.value = result.old_protect
+        self._sync(round_down(addr, PAGE_SIZE), round_up(addr + nbytes, PAGE_SIZE))
+        return result.value
 
     # ------------------------------------------------------------ VirtualFree
 

@@ -36,8 +36,12 @@ from arenacheck.model.win_constants import (
     MEM_RESET,
     PAGE_EXECUTE,
     PAGE_EXECUTE_WRITECOPY,
+    PAGE_GUARD,
     PAGE_NOACCESS,
+    PAGE_NOCACHE,
     PAGE_READONLY,
+    PAGE_READWRITE,
+    PAGE_WRITECOMBINE,
     PAGE_SIZE,
     PAGE_WRITECOPY,
 )
@@ -296,6 +300,139 @@ ALLOWANCES: tuple[Allowance, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class AbortingShape:
+    """A call shape that aborts Wine's whole process: never made where Wine answers.
+
+    Unlike an Allowance, no answer is excused: the call is not made, so nothing of it is
+    compared. Windows' behaviour for the shape stays the model's, checked on Windows and by
+    the stand-in; under Wine the VM machine labels the step with the row and the Wine
+    backend refuses to send it (``arenacheck.backends.wine_kernel32.WineWouldAbort``).
+    """
+
+    measured_on: str
+    name: str
+    function: str
+    # The shape: at least this many bytes, on at least this alignment.
+    min_size: int
+    min_alignment: int
+    windows_does: str
+    backend_does: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.min_size <= 0 or self.min_alignment <= 0:
+            raise ValueError(f"{self.name}: the shape must be bounded below")
+        for text in (self.measured_on, self.windows_does, self.backend_does, self.source):
+            if not text.strip():
+                raise ValueError(f"{self.name}: a description or the source is empty")
+
+    def covers(self, wine_version: str | None, size: int, alignment: int) -> bool:
+        return (
+            wine_version is not None and size >= self.min_size and alignment >= self.min_alignment
+        )
+
+
+ABORTING_SHAPES: tuple[AbortingShape, ...] = (
+    AbortingShape(
+        measured_on=WINE_MEASURED,
+        name="VirtualAlloc2 of a large reservation on a 4 GiB alignment aborts Wine",
+        function="VirtualAlloc2",
+        # Measured: 2 GiB on 4 GiB and on 8 GiB abort; 1 GiB and 1.5 GiB on 4 GiB, and
+        # 2 GiB and 3 GiB on 2 GiB, are reserved as on Windows.
+        min_size=1 << 31,
+        min_alignment=1 << 32,
+        windows_does=(
+            "VirtualAlloc2(NULL, NULL, size, MEM_RESERVE, PAGE_NOACCESS, {AddressRequirements, "
+            "Alignment}) with a power-of-two Alignment of at least 64 KiB reserves size bytes "
+            "on an Alignment boundary"
+        ),
+        backend_does=(
+            "ntdll aborts the whole process (create_view: Assertion 'view->protect & "
+            "VPROT_SYSTEM' failed): the aligned view lands on one Wine keeps in its reserved "
+            "areas"
+        ),
+        source=(
+            "docs/VM_SEMANTICS.md A.6: Alignment must be a power of two of at least 64 KiB, "
+            "and any such passes validation [T]; the 2 GiB-on-4 GiB reservation [U]; A.8: "
+            "VirtualAlloc2 with a 4 GiB Alignment aborts the Wine process. Measured in "
+            "throwaway server processes under Wine 8.0 (stateful_tests/tests/"
+            "test_wine_kernel32.py probes the boundary)"
+        ),
+    ),
+)
+
+
+def aborting_shape(wine_version: str | None, size: int, alignment: int) -> AbortingShape | None:
+    """The row saying a VirtualAlloc2 of ``size`` on ``alignment`` aborts this Wine, if any."""
+    for row in ABORTING_SHAPES:
+        if row.covers(wine_version, size, alignment):
+            return row
+    return None
+
+
+ALLOWANCES = (
+    *ALLOWANCES,
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualProtect outside one allocation: 87, not 487",
+        function="VirtualProtect",
+        situations=frozenset({NOT_INSIDE_ONE_ALLOCATION}),
+        arguments=(("old_out", frozenset({1})),),
+        windows=Answer(0, ERROR_INVALID_ADDRESS),
+        instead=Fails(ERROR_INVALID_PARAMETER),
+        windows_does=(
+            "VirtualProtect of a range with a free page, or running past the end of its "
+            "allocation, fails with 487: those pages are not committed pages of one allocation"
+        ),
+        backend_does=(
+            "fails with 87: Wine finds no single view holding the range and answers "
+            "STATUS_INVALID_PARAMETER before it looks at the pages"
+        ),
+        source=(
+            "docs/VM_SEMANTICS.md A.1 notes: VirtualProtect fails with 487 if any page in the "
+            "range is not committed [T]; A.7 3 and 5 [T]; VirtualProtect: all pages must lie "
+            "in one reserved region [D]. Measured by this harness under Wine 8.0, " + _NOT_IN_A8
+        ),
+    ),
+)
+
+
+# The protections the VM machine passes to VirtualProtect that Windows refuses: A.7 12, 19
+# [T], and the modifier combinations Memory Protection Constants forbids [D].
+INVALID_NEW_PROTECTIONS = INVALID_PROTECTIONS | frozenset(
+    {
+        PAGE_NOACCESS | PAGE_GUARD,
+        PAGE_READWRITE | PAGE_GUARD | PAGE_NOCACHE,
+        PAGE_READWRITE | PAGE_NOCACHE | PAGE_WRITECOMBINE,
+    }
+)
+ALLOWANCES = (
+    *ALLOWANCES,
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualProtect checks the new protection after the pages",
+        function="VirtualProtect",
+        situations=frozenset({INSIDE_ONE_ALLOCATION}),
+        arguments=(("protect", INVALID_NEW_PROTECTIONS), ("old_out", frozenset({1}))),
+        windows=Answer(0, ERROR_INVALID_PARAMETER),
+        instead=AsWindowsWith("protect", PAGE_NOACCESS),
+        windows_does=(
+            "VirtualProtect with an invalid new protection fails with 87 before the pages "
+            "are looked at"
+        ),
+        backend_does=(
+            "answers as Windows does for a valid protection where pages of the range are not "
+            "committed (487); on committed pages it fails with 87, as on Windows"
+        ),
+        source=(
+            "docs/VM_SEMANTICS.md A.1 notes: invalid protection -> 87, not committed -> 487 "
+            "[T]; A.7 12 and 19 [T]. Measured by this harness under Wine 8.0, " + _NOT_IN_A8
+        ),
+    ),
+)
+
+
 def rows_for(wine_version: str | None) -> tuple[Allowance, ...]:
     """The rows that apply to a kernel32 of ``wine_version``: all of them under Wine, none
     on Windows."""
@@ -324,3 +461,8 @@ def kernel_name(wine_version: str | None) -> str:
 def allowance_label(wine_version: str | None, row: Allowance) -> str:
     """The label a step excused by ``row`` carries: the Wine that answered, and the row."""
     return f"{kernel_name(wine_version)} allowance: {row.name}"
+
+
+def aborting_label(wine_version: str | None, row: AbortingShape) -> str:
+    """How a step the machine did not make, for ``row``, is labelled."""
+    return f"{kernel_name(wine_version)} allowance: {row.name}: call not made"

@@ -38,11 +38,19 @@ from pathlib import Path
 from typing import IO, Any
 
 from arenacheck.backends.names import WIN32_WINE
-from arenacheck.backends.standin import _convert, _structure_behind
+from arenacheck.backends.standin import _address_of, _convert, _dword_behind, _structure_behind
+from arenacheck.backends.wine_allowances import aborting_shape
 from arenacheck.impl import host
 from arenacheck.impl.native import native_source
 from arenacheck.impl.win_backend import WindowsBackend
-from arenacheck.impl.win_kernel32 import DWORD, MEMORY_BASIC_INFORMATION, SYSTEM_INFO
+from arenacheck.impl.win_kernel32 import (
+    DWORD,
+    MEM_ADDRESS_REQUIREMENTS,
+    MEM_EXTENDED_PARAMETER,
+    MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS,
+    MEMORY_BASIC_INFORMATION,
+    SYSTEM_INFO,
+)
 from arenacheck.impl.wine_held import held_mappings
 
 WINE64 = Path("/usr/lib/wine/wine64")
@@ -69,6 +77,8 @@ OP_READ = 5
 OP_WRITE = 6
 OP_EXIT = 7
 OP_WINE_VERSION = 8
+OP_VIRTUAL_PROTECT = 9
+OP_VIRTUAL_ALLOC2 = 10
 OP_NAMES = {
     OP_HELLO: "hello",
     OP_VIRTUAL_ALLOC: "VirtualAlloc",
@@ -79,10 +89,17 @@ OP_NAMES = {
     OP_WRITE: "write",
     OP_EXIT: "exit",
     OP_WINE_VERSION: "wine_get_version",
+    OP_VIRTUAL_PROTECT: "VirtualProtect",
+    OP_VIRTUAL_ALLOC2: "VirtualAlloc2",
 }
 REQUEST = struct.Struct("<II4QII")
 RESPONSE = struct.Struct("<QII")
 REFUSAL = struct.Struct("<QII")
+ALLOC2_HEAD = struct.Struct("<QII")
+ALLOC2_ENTRY = struct.Struct("<6Q")
+MAX_EXTENDED = 8  # MAX_EXTENDED in the C source
+# The server's answer when KernelBase exports no VirtualAlloc2.
+NO_VIRTUAL_ALLOC2 = 0xFFFFFFFF
 MAX_CHUNK = 1 << 20  # the server's payload buffer (MAX_PAYLOAD in the C source)
 
 # Run by /bin/sh with argv: wine64, the server, wineserver64, the directory to delete.
@@ -103,6 +120,10 @@ class WineServerError(RuntimeError):
 
 class WineServerDied(WineServerError):
     """The Wine server process exited; the message names its status and last stderr lines."""
+
+
+class WineWouldAbort(RuntimeError):
+    """A call of a shape that aborts Wine's whole process: never sent to the server."""
 
 
 class InaccessibleMemory(OSError):
@@ -389,7 +410,8 @@ def _shutdown() -> None:
 
 
 class WineKernel32:
-    """kernel32's VirtualAlloc, VirtualFree, VirtualQuery and GetSystemInfo, in Wine."""
+    """kernel32's VirtualAlloc, VirtualFree, VirtualProtect, VirtualQuery and GetSystemInfo,
+    and KernelBase's VirtualAlloc2, in Wine."""
 
     def __init__(self, server: WineServer | None = None) -> None:
         self.server = server if server is not None else shared_server()
@@ -447,6 +469,71 @@ class WineKernel32:
         si = _structure_behind(buffer, SYSTEM_INFO, 1)
         _, data = self._call(OP_GET_SYSTEM_INFO, (), bytes(si))
         _fill(si, data)
+
+    def VirtualProtect(  # noqa: N802 - kernel32's name
+        self, address: object, size: object, new_protect: object, old_protect: object
+    ) -> int:
+        args = (
+            _convert(1, address, ctypes.c_void_p),
+            _convert(2, size, ctypes.c_size_t),
+            _convert(3, new_protect, DWORD),
+        )
+        out = _dword_behind(old_protect, 4)
+        buffer = b"" if out is None else struct.pack("<I", out.value & 0xFFFFFFFF)
+        value, data = self._call(OP_VIRTUAL_PROTECT, args, buffer)
+        if out is not None:
+            out.value = struct.unpack("<I", data)[0]
+        return int(ctypes.c_int32(value).value)  # BOOL
+
+    def VirtualAlloc2(  # noqa: N802 - KernelBase's name
+        self,
+        process: object,
+        address: object,
+        size: object,
+        alloc_type: object,
+        protect: object,
+        parameters: object,
+        count: object,
+    ) -> int | None:
+        """VirtualAlloc2 in the server; shapes that abort Wine's process are refused here.
+
+        Raises WineWouldAbort for a shape a row of
+        ``arenacheck.backends.wine_allowances.ABORTING_SHAPES`` names, and AttributeError
+        where the server's KernelBase has no VirtualAlloc2.
+        """
+        handle = _convert(1, process, ctypes.c_void_p)
+        args = (
+            _convert(2, address, ctypes.c_void_p),
+            _convert(3, size, ctypes.c_size_t),
+            _convert(4, alloc_type, DWORD),
+            _convert(5, protect, DWORD),
+        )
+        n = _convert(7, count, DWORD)
+        array = _address_of(parameters, 6)
+        if n > MAX_EXTENDED:
+            raise ValueError(f"the Wine server takes at most {MAX_EXTENDED} extended parameters")
+        entries = []
+        raw = (MEM_EXTENDED_PARAMETER * n).from_address(array) if array and n else ()
+        for param in raw:
+            kind, value = int(param.Type), int(param.Pointer or 0)
+            if kind & 0xFF == MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS and value:
+                r = MEM_ADDRESS_REQUIREMENTS.from_address(value)
+                lowest, highest = (
+                    int(r.LowestStartingAddress or 0),
+                    int(r.HighestEndingAddress or 0),
+                )
+                row = aborting_shape(self.wine_version, args[1], int(r.Alignment))
+                if row is not None:
+                    raise WineWouldAbort(f"not sent to Wine {self.wine_version}: {row.name}")
+                entries.append(ALLOC2_ENTRY.pack(kind, 0, lowest, highest, int(r.Alignment), 1))
+            else:
+                entries.append(ALLOC2_ENTRY.pack(kind, value, 0, 0, 0, 0))
+        payload = ALLOC2_HEAD.pack(handle, n, 1 if array else 0) + b"".join(entries)
+        value, error, _ = self.server.request(OP_VIRTUAL_ALLOC2, args, payload)
+        if value == 0 and error == NO_VIRTUAL_ALLOC2:
+            raise AttributeError("this Wine's KernelBase exports no VirtualAlloc2")
+        self.server.last_error = error
+        return value or None
 
     # ---------------------------------------------------------------- memory
 
@@ -512,6 +599,18 @@ class WineBackend(WindowsBackend):
 
     def write(self, addr: int, data: bytes) -> None:
         self.wine.write(addr, data)
+
+    def reserve_aligned(self, size: int, align: int) -> int | None:
+        """VirtualAlloc2 in the server, except for shapes that abort Wine's process.
+
+        The probe of ``arenacheck.impl.wine_alloc2_probe`` runs Windows Python's own
+        kernel32 in a child and cannot stand in for this server; the shapes Wine is known to
+        die of are the rows of ``wine_allowances.ABORTING_SHAPES``, and those fall back to
+        reserve, release and re-reserve.
+        """
+        if aborting_shape(self.wine_version, size, align) is not None:
+            return None
+        return self.call_aligned_reserve(size, align)
 
     def hidden_mappings(self, lo: int, hi: int) -> list[str]:
         """What Wine holds in ``[lo, hi)`` of its server process while its VirtualQuery says

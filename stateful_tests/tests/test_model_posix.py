@@ -5,16 +5,39 @@ Each test pins one fact of the spec; its docstring names the section and evidenc
 
 from __future__ import annotations
 
+import ctypes
+import platform
+import sys
+
 import pytest
 from arenacheck.model.posix_constants import (
     DARWIN,
+    EAGAIN,
     EEXIST,
+    EFAULT,
     EINVAL,
     ENOMEM,
+    EPERM,
     LINUX,
+    LINUX_ADVICE,
     LINUX_ARM64,
+    LINUX_MAP_FLAGS,
+    LINUX_MAP_TYPES,
+    LINUX_PROTS,
+    MADV_COLD,
+    MADV_DONTDUMP,
     MADV_DONTNEED,
+    MADV_DONTNEED_LOCKED,
+    MADV_FREE,
+    MADV_GUARD_INSTALL,
+    MADV_GUARD_REMOVE,
+    MADV_HUGEPAGE,
     MADV_NORMAL,
+    MADV_PAGEOUT,
+    MADV_POPULATE_READ,
+    MADV_POPULATE_WRITE,
+    MADV_REMOVE,
+    MADV_WILLNEED,
     MAP_FIXED,
     MAP_PRIVATE,
     MAP_SHARED,
@@ -22,9 +45,13 @@ from arenacheck.model.posix_constants import (
     PROT_NONE,
     PROT_READ,
     PROT_WRITE,
+    UNSAFE_ADVICE,
+    VF,
     PosixFlavor,
+    Value,
 )
 from arenacheck.model.posix_vm import MAP_FAILED, NotModelled, PosixResult, PosixVM
+from arenacheck.model.spans import OsSpan, merge_spans
 
 PAGE = 4096
 BASE = 0x7F00_0000_0000
@@ -709,3 +736,407 @@ def test_darwin_no_commit_accounting() -> None:
     mapped(vm, at(8), 4, PROT_NONE, flavor=DARWIN)
     assert vm.mprotect(at(8), pages(4), RW) == OK
     assert vm.charged_bytes == 0
+
+
+# ------------------------------------- B.1 every value the OS defines, against this kernel
+
+ON_LINUX = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.machine() != "x86_64",
+    reason="the tables' answers were measured on Linux x86_64",
+)
+MASK = (1 << 64) - 1
+SAFE_ADVICE = [v for v in LINUX_ADVICE if v.value not in UNSAFE_ADVICE]
+FACT_PROTS = {"none": PROT_NONE, "r": PROT_READ, "rw": RW, "w": PROT_WRITE, "x": PROT_EXEC}
+SMAPS_CODES = (*VF, "ac", "nr")
+
+
+def kernel_model() -> PosixVM:
+    """The model parameterised by the running kernel, as the machine builds it."""
+    from arenacheck.impl.posix_libc import libc
+    from arenacheck.machines.vm_posix import linux_vm
+
+    return linux_vm(libc().page, LINUX)
+
+
+def model_flags(vm: PosixVM, lo: int, hi: int) -> list[tuple[int, int, frozenset[str]]]:
+    out = []
+    for run in vm.vmas.overlapping(lo, hi):
+        v = run.value
+        codes = {c for c in VF if v.has(c)}
+        codes |= {c for c, on in (("ac", v.account), ("nr", v.noreserve)) if on}
+        out.append((run.start, run.end, frozenset(codes)))
+    return out
+
+
+def kernel_flags(lo: int, hi: int) -> list[tuple[int, int, frozenset[str]]]:
+    """smaps' flags the model tracks, over ``[lo, hi)``, with equal neighbours joined."""
+    from arenacheck.impl.proc_smaps import vma_flags
+
+    out: list[tuple[int, int, frozenset[str]]] = []
+    for k in vma_flags(lo, hi):
+        flags = frozenset(k.flags & set(SMAPS_CODES))
+        if out and out[-1][1] == k.start and out[-1][2] == flags:
+            out[-1] = (out[-1][0], k.end, flags)
+        else:
+            out.append((k.start, k.end, flags))
+    return out
+
+
+@ON_LINUX
+@pytest.mark.parametrize("prot_name", list(FACT_PROTS))
+@pytest.mark.parametrize("advice", SAFE_ADVICE, ids=lambda v: v.name)
+def test_madvise_every_value_matches_kernel(advice: Value, prot_name: str) -> None:
+    """B.1 [E 6.18.44]: madvise(advice) over the middle two of four private anonymous pages
+    (written first where writable) answers as the model predicts; the pages read back as
+    one of the model's candidates and smaps' flags equal the model's."""
+    from arenacheck.impl.posix_libc import libc
+
+    lib, vm = libc(), kernel_model()
+    page, prot = lib.page, FACT_PROTS[prot_name]
+    flags = PRIVATE_ANON | NORESERVE
+    got = lib.mmap(0, 4 * page, prot, flags, -1, 0)
+    assert got.value != MAP_FAILED
+    base = got.value
+    try:
+        assert vm.mmap(0, 4 * page, prot, flags, chosen=base) == PosixResult(base)
+        if prot & PROT_WRITE:
+            data = bytes(i % 251 + 1 for i in range(4 * page))
+            ctypes.memmove(base, data[: 4 * page], 4 * page)
+            vm.write(base, data[: 4 * page])
+        try:
+            want = vm.madvise(base + page, 2 * page, advice.value)
+        except NotModelled:
+            # Only MADV_COLLAPSE over a whole huge page; four pages never hold one.
+            pytest.fail(f"{advice.name} not modelled on four pages")
+        r = lib.madvise(base + page, 2 * page, advice.value)
+        assert (r.value & MASK, r.errno or None) == (want.value & MASK, want.errno)
+        if prot & PROT_READ and not vm.is_guarded(base, base + 4 * page):
+            read = ctypes.string_at(base, 4 * page)
+            assert read in vm.candidates(base, 4 * page)
+        assert kernel_flags(base, base + 4 * page) == model_flags(vm, base, base + 4 * page)
+    finally:
+        lib.munmap(base, 4 * page)
+
+
+def test_madvise_hwpoison_soft_offline_answers() -> None:
+    """B.1 [K mm/madvise.c madvise_behavior_valid, madvise_inject_error]: without
+    CONFIG_MEMORY_FAILURE both are unknown advice (EINVAL); with it an unprivileged
+    caller gets EPERM and a privileged one would poison pages: outside the model. Never
+    called for real (this machine runs as root)."""
+    for advice in sorted(UNSAFE_ADVICE):
+        vm = PosixVM(config=frozenset({"ksm", "thp"}))
+        reserved(vm, BASE, 2)
+        assert vm.madvise(BASE, PAGE, advice) == FAIL_EINVAL
+        vm = PosixVM(config=frozenset({"memory_failure"}))
+        reserved(vm, BASE, 2)
+        assert vm.madvise(BASE, PAGE, advice) == PosixResult(-1, EPERM)
+        vm = PosixVM(config=frozenset({"memory_failure"}), privileged=True)
+        reserved(vm, BASE, 2)
+        with pytest.raises(NotModelled):
+            vm.madvise(BASE, PAGE, advice)
+
+
+@pytest.mark.parametrize("advice", [v for v in LINUX_ADVICE if v.since], ids=lambda v: v.name)
+def test_madvise_too_old_kernel_einval(advice: Value) -> None:
+    """B.1 [K madvise_behavior_valid]: advice newer than the kernel is unknown: EINVAL."""
+    assert advice.since is not None
+    major, minor, patch = advice.since
+    older = (major, minor, patch - 1) if patch else (major, minor - 1, 99)
+    vm = PosixVM(kernel=older, config=frozenset({"ksm", "thp", "memory_failure"}))
+    reserved(vm, BASE, 2)
+    assert vm.madvise(BASE, PAGE, advice.value) == FAIL_EINVAL
+
+
+@pytest.mark.parametrize("needs", ["ksm", "thp"])
+def test_madvise_needs_config(needs: str) -> None:
+    """B.1 [K madvise_behavior_valid #ifdef CONFIG_KSM / CONFIG_TRANSPARENT_HUGEPAGE]."""
+    vm = PosixVM(config=frozenset({"ksm", "thp"} - {needs}))
+    reserved(vm, BASE, 2)
+    for v in LINUX_ADVICE:
+        if v.needs == needs:
+            assert vm.madvise(BASE, PAGE, v.value) == FAIL_EINVAL
+
+
+def test_madvise_free_reads_old_bytes_or_zeros() -> None:
+    """B.1 [K madvise_free_pte_range, E]: after MADV_FREE a page reads back as before or
+    as zeros; a later write fixes only the bytes written."""
+    vm = PosixVM()
+    mapped(vm, BASE, 2, RW)
+    data = fill(vm, BASE, 2, 0xAB)
+    assert vm.madvise(BASE, pages(2), MADV_FREE) == OK
+    assert sorted(vm.candidates(BASE, 4)) == [bytes(4), data[:4]]
+    vm.write(BASE, b"zz")
+    assert vm.expected(BASE, 2) == b"zz"
+    assert sorted(vm.candidates(BASE + 2, 2)) == [bytes(2), data[:2]]
+
+
+@pytest.mark.parametrize("advice", [MADV_COLD, MADV_PAGEOUT, MADV_WILLNEED])
+def test_madvise_hints_keep_bytes(advice: int) -> None:
+    """B.1 [K madvise_cold_or_pageout_pte_range, E]: COLD and PAGEOUT keep contents (swap
+    keeps them); WILLNEED only reads ahead."""
+    vm = PosixVM()
+    mapped(vm, BASE, 2, RW)
+    data = fill(vm, BASE, 2, 0x5A)
+    assert vm.madvise(BASE, pages(2), advice) == OK
+    assert vm.expected(BASE, pages(2)) == data
+
+
+def test_madvise_guard_pages() -> None:
+    """B.1 [K madvise_guard_install, E]: guards zap the pages, survive DONTNEED and
+    mprotect, make POPULATE fail EFAULT, give the VMA an anon_vma; remove reads zeros."""
+    vm = PosixVM()
+    mapped(vm, BASE, 4, RW)
+    fill(vm, BASE, 4, 0x11)
+    assert vm.madvise(at(1), PAGE, MADV_GUARD_INSTALL) == OK
+    assert vm.is_guarded(at(1), at(2)) and not vm.is_guarded(BASE, at(1))
+    assert vm.madvise(BASE, pages(4), MADV_DONTNEED) == OK
+    assert vm.mprotect(BASE, pages(4), PROT_READ) == OK
+    assert vm.is_guarded(at(1), at(2))
+    assert vm.madvise(BASE, PAGE, MADV_POPULATE_READ) == OK
+    assert vm.madvise(BASE, pages(4), MADV_POPULATE_READ) == PosixResult(-1, EFAULT)
+    assert vm.madvise(at(1), PAGE, MADV_GUARD_REMOVE) == OK
+    assert vm.expected(at(1), PAGE) == zeros(1)
+    with pytest.raises(ValueError):
+        vm.mmap(at(1), PAGE, RW, PRIVATE_ANON | MAP_FIXED, -1, 0)
+        vm.madvise(at(1), PAGE, MADV_GUARD_INSTALL)
+        vm.write(at(1), b"x")
+
+
+def test_madvise_guard_install_keeps_charge() -> None:
+    """B.2 [E 6.18.44]: a guard install gives the VMA an anon_vma, so PROT_NONE refunds nothing."""
+    vm = PosixVM()
+    mapped(vm, BASE, 4, RW)
+    assert vm.madvise(BASE, PAGE, MADV_GUARD_INSTALL) == OK
+    assert vm.mprotect(BASE, pages(4), PROT_NONE) == OK
+    assert vm.charged_bytes == pages(4)
+
+
+@pytest.mark.parametrize(
+    ("advice", "touched"), [(MADV_POPULATE_WRITE, True), (MADV_POPULATE_READ, False)]
+)
+def test_madvise_populate_charge(advice: int, touched: bool) -> None:
+    """B.2 [E 6.18.44]: POPULATE_WRITE write-faults (anon_vma: no refund); POPULATE_READ maps
+    the zero page (refund)."""
+    vm = PosixVM()
+    mapped(vm, BASE, 4, RW)
+    assert vm.madvise(BASE, pages(4), advice) == OK
+    assert vm.mprotect(BASE, pages(4), PROT_NONE) == OK
+    assert vm.charged_bytes == (pages(4) if touched else 0)
+
+
+def test_madvise_populate_and_remove_across_hole() -> None:
+    """B.1 [K madvise_populate, madvise_remove; E]: POPULATE stops at a hole with ENOMEM;
+    REMOVE fails EINVAL at the first private VMA; a flag advice changes every mapped part
+    and then answers ENOMEM."""
+    vm = PosixVM()
+    mapped(vm, BASE, 2, RW)
+    mapped(vm, at(4), 2, RW)
+    assert vm.madvise(BASE, pages(6), MADV_POPULATE_WRITE) == FAIL_ENOMEM
+    assert vm.madvise(BASE, pages(6), MADV_REMOVE) == FAIL_EINVAL
+    assert vm.madvise(BASE, pages(6), MADV_HUGEPAGE) == FAIL_ENOMEM
+    assert all(r.value.has("hg") for r in vm.vmas)
+
+
+def test_madvise_wrapping_length_einval() -> None:
+    """B.1 [K is_valid_madvise, E]: a length that wraps the address space: EINVAL."""
+    vm = PosixVM()
+    mapped(vm, BASE, 2, RW)
+    assert vm.madvise(BASE, (1 << 64) - PAGE, MADV_DONTNEED) == FAIL_EINVAL
+    assert vm.madvise(BASE, (1 << 64) - 1, MADV_DONTNEED) == FAIL_EINVAL
+
+
+# Types and flags whose real call is made by the fact test; the rest are pinned below.
+MAP_CASES = [
+    (t, f)
+    for t in LINUX_MAP_TYPES
+    for f in LINUX_MAP_FLAGS
+    if t.value != 0x01
+    and not f.value & (MAP_FIXED | NOREPLACE)
+    and not (f.value & 0x40000 and t.value in (0x02, 0x03))
+]
+
+
+@ON_LINUX
+@pytest.mark.parametrize("prot_name", ["rw", "none"])
+@pytest.mark.parametrize(("mtype", "flag"), MAP_CASES, ids=lambda v: v.name)
+def test_mmap_every_type_and_flag_matches_kernel(mtype: Value, flag: Value, prot_name: str) -> None:
+    """B.1 [E 6.18.44]: an anonymous two-page mmap of each type and flag answers as the
+    model predicts, with the model's smaps flags (nh for MAP_STACK, sf for MAP_SYNC, dp wf
+    dd nr for MAP_DROPPABLE, lo for MAP_LOCKED, gd for MAP_GROWSDOWN)."""
+    from arenacheck.impl.posix_libc import libc
+
+    lib, vm = libc(), kernel_model()
+    prot, n = FACT_PROTS[prot_name], 2 * lib.page
+    flags = mtype.value | ANON | flag.value
+    got = lib.mmap(0, n, prot, flags, -1, 0)
+    try:
+        chosen = None if got.value == MAP_FAILED else got.value
+        want = vm.mmap(0, n, prot, flags, -1, 0, chosen=chosen)
+        assert (got.value, got.errno or None) == (want.value, want.errno)
+        if want.ok:
+            assert kernel_flags(want.value, want.value + n) == model_flags(
+                vm, want.value, want.value + n
+            )
+    finally:
+        if got.value != MAP_FAILED:
+            lib.munmap(got.value, n)
+
+
+@ON_LINUX
+def test_mmap_hugetlb_without_reserved_pages_enomem() -> None:
+    """B.1 [K hugetlb_reserve_pages, E]: MAP_HUGETLB without free huge pages: ENOMEM, and
+    an unknown huge-size encoding EINVAL; with MAP_NORESERVE it would map pages that fault
+    SIGBUS, which the model does not follow."""
+    from arenacheck.impl.posix_libc import libc
+    from arenacheck.machines.vm_posix import hugetlb_free_pages
+
+    if hugetlb_free_pages():
+        pytest.skip("this machine has free huge pages reserved")
+    lib, vm = libc(), kernel_model()
+    for flags, want in (
+        (PRIVATE_ANON | 0x40000, MMAP_ENOMEM),
+        (PRIVATE_ANON | 0x40000 | (13 << 26), MMAP_EINVAL),
+        (ANON | 0x40000, MMAP_EINVAL),
+    ):
+        assert vm.mmap(0, PAGE, RW, flags, -1, 0) == want
+        got = lib.mmap(0, PAGE, RW, flags, -1, 0)
+        assert (got.value, got.errno) == (want.value, want.errno)
+    with pytest.raises(NotModelled):
+        vm.mmap(0, PAGE, RW, PRIVATE_ANON | 0x40000 | NORESERVE, -1, 0)
+
+
+def test_mmap_droppable_needs_6_11() -> None:
+    """B.1 [K do_mmap MAP_DROPPABLE]: before 6.11 type 0x08 is unknown: EINVAL; since,
+    never charged, and refused with MAP_LOCKED or MAP_GROWSDOWN."""
+    old = PosixVM(kernel=(6, 10, 0))
+    assert old.mmap(0, PAGE, RW, 0x08 | ANON, -1, 0, chosen=BASE) == MMAP_EINVAL
+    vm = PosixVM()
+    assert vm.mmap(0, PAGE, RW, 0x08 | ANON, -1, 0, chosen=BASE) == PosixResult(BASE)
+    assert vm.charged_bytes == 0
+    assert vm.mmap(0, PAGE, RW, 0x08 | ANON | 0x2000, -1, 0, chosen=at(4)) == MMAP_EINVAL
+    assert vm.mmap(0, PAGE, RW, 0x08 | ANON | 0x100, -1, 0, chosen=at(4)) == MMAP_EINVAL
+    vm.write(BASE, b"abc")
+    assert sorted(vm.candidates(BASE, 3)) == [bytes(3), b"abc"]
+
+
+@ON_LINUX
+def test_mmap_fixed_at_end_of_address_space() -> None:
+    """B.1 [K __get_unmapped_area, E]: MAP_FIXED at or past TASK_SIZE (0x7ffffffff000 on
+    47-bit x86_64) or straddling it: ENOMEM; the last page below it maps."""
+    from arenacheck.impl.posix_libc import libc
+
+    lib, vm = libc(), PosixVM()
+    last = TASK_SIZE - PAGE
+    for addr, n in ((TASK_SIZE, PAGE), (1 << 47, PAGE), ((1 << 64) - PAGE, PAGE), (last, 2 * PAGE)):
+        flags = PRIVATE_ANON | NORESERVE | NOREPLACE
+        assert vm.mmap(addr, n, PROT_NONE, flags, -1, 0) == MMAP_ENOMEM
+        got = lib.mmap(addr, n, PROT_NONE, flags, -1, 0)
+        assert (got.value, got.errno) == (MAP_FAILED, ENOMEM)
+    # NOREPLACE, not FIXED: whatever might live in the last page is never replaced.
+    got = lib.mmap(last, PAGE, PROT_NONE, PRIVATE_ANON | NORESERVE | NOREPLACE, -1, 0)
+    try:
+        want = vm.mmap(last, PAGE, PROT_NONE, PRIVATE_ANON | NORESERVE | NOREPLACE, -1, 0)
+        assert want == PosixResult(last)
+        assert got.value in (last, MAP_FAILED)
+        if got.value == MAP_FAILED:
+            assert got.errno == EEXIST  # someone else holds it: the model's world is only ours
+    finally:
+        if got.value == last:
+            lib.munmap(last, PAGE)
+
+
+def test_mmap_fixed_below_mmap_min_addr() -> None:
+    """B.1 [K cap_mmap_addr]: below vm.mmap_min_addr only a privileged caller may map."""
+    vm = PosixVM(mmap_min_addr=65536)
+    assert vm.mmap(0, PAGE, PROT_NONE, PRIVATE_ANON | MAP_FIXED, -1, 0) == PosixResult(
+        MAP_FAILED, EPERM
+    )
+    vm = PosixVM(mmap_min_addr=65536, privileged=True)
+    assert vm.mmap(PAGE, PAGE, PROT_NONE, PRIVATE_ANON | MAP_FIXED, -1, 0) == PosixResult(PAGE)
+
+
+@ON_LINUX
+@pytest.mark.parametrize("prot", [v for v in LINUX_PROTS], ids=lambda v: v.name)
+def test_mprotect_and_mmap_every_prot_match_kernel(prot: Value) -> None:
+    """B.1 [K do_mprotect_pkey, arch_validate_prot; E 6.18.44]: mmap ignores unknown bits;
+    mprotect accepts PROT_SEM, refuses other unknown bits, and refuses PROT_GROWSDOWN /
+    PROT_GROWSUP on a VMA that does not grow (EINVAL; both at once: EINVAL before anything)."""
+    from arenacheck.impl.posix_libc import libc
+
+    lib, vm = libc(), kernel_model()
+    n = 4 * lib.page
+    got = lib.mmap(0, n, prot.value, PRIVATE_ANON | NORESERVE, -1, 0)
+    assert got.value != MAP_FAILED
+    base = got.value
+    try:
+        assert vm.mmap(0, n, prot.value, PRIVATE_ANON | NORESERVE, chosen=base) == PosixResult(base)
+        assert kernel_flags(base, base + n) == model_flags(vm, base, base + n)
+        for addr in (base + lib.page, base + 1):
+            want = vm.mprotect(addr, lib.page, prot.value ^ PROT_WRITE)
+            r = lib.mprotect(addr, lib.page, prot.value ^ PROT_WRITE)
+            assert (r.value, r.errno or None) == (want.value, want.errno)
+        assert vm.expected_view(base, base + n) == _kernel_view(base, base + n)
+    finally:
+        lib.munmap(base, n)
+
+
+def _kernel_view(lo: int, hi: int) -> list[OsSpan]:
+    from arenacheck.impl.host import region_reader
+
+    return merge_spans(region_reader().spans_in(lo, hi))
+
+
+def test_mprotect_growsdown_on_hole_enomem() -> None:
+    """B.1 [K do_mprotect_pkey]: PROT_GROWSDOWN / PROT_GROWSUP find no VMA: ENOMEM."""
+    vm = PosixVM()
+    reserved(vm, BASE, 2)
+    assert vm.mprotect(at(4), PAGE, PROT_READ | 0x01000000) == FAIL_ENOMEM
+    assert vm.mprotect(at(4), PAGE, PROT_READ | 0x02000000) == FAIL_ENOMEM
+    assert vm.mprotect(BASE + 1, PAGE, 0x03000000) == FAIL_EINVAL
+
+
+@ON_LINUX
+def test_map_locked_refuses_dontneed_free_lru_guard() -> None:
+    """B.1 [K madvise_dontneed_free_valid_vma, can_madv_lru_vma, is_valid_guard_vma; E]."""
+    from arenacheck.impl.posix_libc import libc
+
+    lib, vm = libc(), kernel_model()
+    n = 2 * lib.page
+    got = lib.mmap(0, n, RW, PRIVATE_ANON | 0x2000, -1, 0)
+    if got.value == MAP_FAILED:
+        pytest.skip(f"MAP_LOCKED refused here (errno {got.errno}): RLIMIT_MEMLOCK")
+    try:
+        assert vm.mmap(0, n, RW, PRIVATE_ANON | 0x2000, chosen=got.value).ok
+        for advice in (
+            MADV_DONTNEED,
+            MADV_FREE,
+            MADV_COLD,
+            MADV_PAGEOUT,
+            MADV_GUARD_INSTALL,
+            MADV_DONTNEED_LOCKED,
+            MADV_GUARD_REMOVE,
+        ):
+            want = vm.madvise(got.value, n, advice)
+            r = lib.madvise(got.value, n, advice)
+            assert (r.value, r.errno or None) == (want.value, want.errno), advice
+    finally:
+        lib.munmap(got.value, n)
+
+
+def test_map_count_split_rules() -> None:
+    """B.2 [K do_mmap, split_vma, vms_gather_munmap_vmas; E 6.18.44 test_map_count.py]."""
+    vm = PosixVM(max_map_count=5)
+    reserved(vm, BASE, 16)
+    vm.foreign_vmas = 2  # map_count 3
+    assert vm.mprotect(at(2), PAGE, PROT_READ) == OK  # +2 -> 5
+    assert vm.map_count == 5
+    assert vm.munmap(at(8), PAGE) == FAIL_ENOMEM
+    assert vm.madvise(at(8), PAGE, MADV_DONTDUMP) == PosixResult(-1, EAGAIN)
+    assert vm.munmap(at(2), PAGE) == OK  # -> 4
+    assert vm.mprotect(at(8), PAGE, PROT_READ) == FAIL_ENOMEM  # first split stays
+    assert vm.map_count == 5
+    assert vm.mmap(at(2), PAGE, RW, PRIVATE_ANON | MAP_FIXED, -1, 0) == PosixResult(at(2))
+    assert vm.map_count == 6
+    assert vm.mmap(at(12), PAGE, PROT_NONE, PRIVATE_ANON | NORESERVE | MAP_FIXED, -1, 0) == (
+        MMAP_ENOMEM
+    )

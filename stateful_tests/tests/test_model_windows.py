@@ -15,6 +15,8 @@ from arenacheck.model.win_constants import (
     ERROR_COMMITMENT_LIMIT,
     ERROR_INVALID_ADDRESS,
     ERROR_INVALID_PARAMETER,
+    ERROR_NOACCESS,
+    ERROR_NOT_ENOUGH_MEMORY,
     MEM_COMMIT,
     MEM_DECOMMIT,
     MEM_FREE,
@@ -35,9 +37,12 @@ from arenacheck.model.win_constants import (
     PAGE_WRITECOPY,
 )
 from arenacheck.model.win_vm import (
+    AddressRequirements,
     Allocation,
+    ExtendedParameter,
     MemoryBasicInformation,
     PageState,
+    ProtectResult,
     WindowsVM,
     WinResult,
 )
@@ -558,3 +563,106 @@ def test_decommit_returns_charge() -> None:
     assert vm.committed_bytes == 0x1000
     ok(vm.virtual_alloc(p + 0x2000, 0x1000, MEM_COMMIT, PAGE_READWRITE), p + 0x2000)
     assert vm.committed_bytes == 0x2000
+
+
+# ----------------------------------------------------- VirtualAlloc2, VirtualProtect
+# Sources: learn.microsoft.com "VirtualAlloc2 function (memoryapi.h)"
+# (https://learn.microsoft.com/en-us/windows/win32/api/memoryapi/nf-memoryapi-virtualalloc2),
+# "MEM_ADDRESS_REQUIREMENTS structure (winnt.h)"
+# (https://learn.microsoft.com/en-us/windows/win32/api/winnt/ns-winnt-mem_address_requirements),
+# "VirtualProtect function (memoryapi.h)"
+# (https://learn.microsoft.com/en-us/windows/win32/api/memoryapi/nf-memoryapi-virtualprotect),
+# "Memory Protection Constants"
+# (https://learn.microsoft.com/en-us/windows/win32/memory/memory-protection-constants), and
+# Wine's test_NtAllocateVirtualMemoryEx_address_requirements / test_VirtualProtect, run on
+# Windows (docs/VM_SEMANTICS.md A.6, A.7).
+
+
+def _req(lowest: int = 0, highest: int = 0, alignment: int = 0) -> list[ExtendedParameter]:
+    return [ExtendedParameter(1, AddressRequirements(lowest, highest, alignment))]
+
+
+def test_alloc2_requirement_validation_is_87() -> None:
+    vm = WindowsVM()
+    bad = [
+        _req(alignment=0x8000),  # below the granularity [T]
+        _req(alignment=0x30000),  # not a power of two [T], [D]
+        _req(lowest=0x20001000),  # not granularity-aligned [T], [D]
+        _req(highest=0x20000FFE),  # +1 not on a page boundary [T]
+        _req(highest=vm.max_address + 0x1000),  # beyond lpMaximumApplicationAddress [T], [D]
+        _req(lowest=0x30000000, highest=0x20000FFF),  # lowest above highest [T]
+        [ExtendedParameter(0)],  # MemExtendedParameterInvalidType [T]
+        [ExtendedParameter(7)],  # MemExtendedParameterMax [T]
+        _req(alignment=0x10000) * 2,  # the same type twice [T]
+    ]
+    for params in bad:
+        assert vm.virtual_alloc2(0, 0x1000, MEM_RESERVE, PAGE_NOACCESS, params, len(params)) == (
+            WinResult(0, ERROR_INVALID_PARAMETER)
+        ), params
+    # A count with a NULL array [T]; a base address with requirements [T], [D].
+    assert vm.virtual_alloc2(0, 0x1000, MEM_RESERVE, PAGE_NOACCESS, None, 1).error == 87
+    base = vm.virtual_alloc2(
+        0x20000000, 0x1000, MEM_RESERVE, PAGE_NOACCESS, _req(alignment=0x10000), 1
+    )
+    assert base == WinResult(0, ERROR_INVALID_PARAMETER)
+    assert not vm.allocations
+
+
+def test_alloc2_places_at_the_lowest_aligned_fit_or_8() -> None:
+    vm = WindowsVM()
+    window = _req(lowest=0x20000000, highest=0x20000FFF + 0x40000, alignment=0x40000)
+    got = vm.virtual_alloc2(0, 0x1000, MEM_RESERVE, PAGE_READWRITE, window, 1)
+    assert got == WinResult(0x20000000)
+    again = vm.virtual_alloc2(0, 0x1000, MEM_RESERVE, PAGE_READWRITE, window, 1)
+    assert again == WinResult(0x20040000), "the next aligned base in the window"
+    assert vm.virtual_alloc2(0, 0x1000, MEM_RESERVE, PAGE_READWRITE, window, 1) == (
+        WinResult(0, ERROR_NOT_ENOUGH_MEMORY)
+    )
+    # Alignment 0x20000000 cannot place 0x2000 bytes below 0x20001000 [T].
+    tight = _req(highest=0x20000FFF, alignment=0x20000000)
+    assert vm.virtual_alloc2(0, 0x2000, MEM_RESERVE, 4, tight, 1).error == ERROR_NOT_ENOUGH_MEMORY
+    # All-zero requirements are no requirements [D]: VirtualAlloc's answer.
+    plain = vm.virtual_alloc2(0, 0x1000, MEM_RESERVE, 4, _req(), 1, chosen_base=0x50000000)
+    assert plain == WinResult(0x50000000)
+
+
+def test_alloc2_checks_the_os_choice() -> None:
+    vm = WindowsVM()
+    with pytest.raises(ValueError, match="outside"):
+        vm.virtual_alloc2(
+            0, 0x1000, MEM_RESERVE, 1, _req(alignment=1 << 32), 1, chosen_base=0x10000
+        )
+    two_gib = vm.virtual_alloc2(
+        0, 1 << 31, MEM_RESERVE, 1, _req(alignment=1 << 32), 1, chosen_base=1 << 40
+    )
+    assert two_gib == WinResult(1 << 40) and vm.allocations[1 << 40].size == 1 << 31
+
+
+def test_virtual_protect_rules() -> None:
+    vm = WindowsVM()
+    base = vm.virtual_alloc(0, 0x10000, MEM_RESERVE, PAGE_NOACCESS, chosen_base=0x40000000).value
+    # Reserved pages, or a range with one: 487 [T A.7 3, 5].
+    assert vm.virtual_protect(base, 0x1000, PAGE_READONLY).error == ERROR_INVALID_ADDRESS
+    assert vm.virtual_alloc(base, 0x2000, MEM_COMMIT, PAGE_NOACCESS).ok
+    assert vm.virtual_protect(base, 0x3000, PAGE_READONLY).error == ERROR_INVALID_ADDRESS
+    # Old protection of the first page [T A.7 6]; the region splits, then merges (A.3 [T]).
+    assert vm.virtual_protect(base, 0x1000, PAGE_READONLY) == ProtectResult(1, None, PAGE_NOACCESS)
+    assert [r.region_size for r in vm.regions(base, base + 0x2000)] == [0x1000, 0x1000]
+    assert vm.virtual_protect(base + 0x1000, 1, PAGE_READONLY).old_protect == PAGE_NOACCESS
+    assert vm.regions(base, base + 0x2000)[0].region_size == 0x2000
+    # Refused protections [T A.7 12, 19; D modifier rules]; NULL lpflOldProtect 998 [T].
+    for bad in (
+        0,
+        PAGE_WRITECOPY,
+        PAGE_READWRITE | PAGE_EXECUTE_WRITECOPY,
+        PAGE_NOACCESS | PAGE_GUARD,
+    ):
+        assert vm.virtual_protect(base, 0x1000, bad).error == ERROR_INVALID_PARAMETER
+    assert vm.virtual_protect(base, 0x1000, PAGE_READWRITE, False).error == ERROR_NOACCESS
+    # The cache attribute stays the allocation's [T A.1 notes].
+    assert vm.virtual_protect(base, 0x1000, PAGE_READONLY | PAGE_NOCACHE).ok
+    page = vm.state_of(base)
+    assert page is not None and page.protect == PAGE_READONLY
+    # Past the allocation's end, or on free memory: 487 (one allocation only [D]).
+    assert vm.virtual_protect(base + 0xF000, 0x2000, PAGE_READONLY).error == ERROR_INVALID_ADDRESS
+    assert vm.virtual_protect(0x60000000, 0x1000, PAGE_READONLY).error == ERROR_INVALID_ADDRESS
