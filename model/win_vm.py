@@ -491,17 +491,24 @@ class WindowsVM:
     # ---------------------------------------------------------- VirtualProtect
 
     def virtual_protect(
-        self, address: int, size: int, new_protect: int, old_protect_out: bool = True
+        self,
+        address: int,
+        size: int,
+        new_protect: int,
+        old_protect_out: bool = True,
+        check_protection: bool = True,
     ) -> ProtectResult:
         """VirtualProtect on private memory (A.1 notes, A.7 3-6, 12, 19, 20).
 
         ``old_protect_out`` False: lpflOldProtect is NULL. On success the pages of
         ``[address, address + size)`` take ``new_protect`` (with the allocation's cache
         attribute in place of the argument's) and the first page's protection is returned.
+        ``check_protection`` False answers what Windows would do were ``new_protect``
+        valid: a counterfactual for a kernel32 that does not check it (Windows always does).
         """
         if not old_protect_out:
             return ProtectResult(0, ERROR_NOACCESS, None)
-        if not valid_protection(new_protect):
+        if check_protection and not valid_protection(new_protect):
             return ProtectResult(0, ERROR_INVALID_PARAMETER, None)
         base = round_down(address, self.page)
         end = round_up(address + size, self.page)

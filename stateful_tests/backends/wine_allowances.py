@@ -41,8 +41,8 @@ from arenacheck.model.win_constants import (
     PAGE_NOCACHE,
     PAGE_READONLY,
     PAGE_READWRITE,
-    PAGE_WRITECOMBINE,
     PAGE_SIZE,
+    PAGE_WRITECOMBINE,
     PAGE_WRITECOPY,
 )
 from arenacheck.model.win_vm import MemoryBasicInformation
@@ -145,7 +145,7 @@ class Allowance:
     # Each named argument must take one of the listed values; arguments not named are free.
     arguments: tuple[tuple[str, frozenset[int]], ...]
     # What the model predicts in the rows' situations; None for VirtualQuery's fields, which
-    # the situation pins down.
+    # the situation pins down, and for an AsWindowsWith row whatever Windows answers.
     windows: Answer | None
     instead: Rule
     windows_does: str
@@ -158,11 +158,13 @@ class Allowance:
             raise ValueError(f"{self.name}: situations {sorted(unknown) or 'missing'}")
         if isinstance(self.instead, RegionCutAtProtection) != (self.function == "VirtualQuery"):
             raise ValueError(f"{self.name}: RegionCutAtProtection is for VirtualQuery only")
-        if self.windows is None and self.function != "VirtualQuery":
+        if self.windows is None and isinstance(self.instead, Fails):
             raise ValueError(f"{self.name}: says nothing of what Windows does")
         if self.windows is not None and (self.windows.value != 0 or self.windows.error is None):
-            # Only a refused call leaves the address space alone on the Windows side; a row
-            # that excused a difference in what happened could not keep the model in step.
+            # A row excusing another error code stands on a refusal: only a refused call
+            # leaves the address space alone on the Windows side. A row saying what Windows
+            # does for a changed call (AsWindowsWith) may leave Windows' own answer open
+            # (None): the model adopts the changed call's outcome, and so stays in step.
             raise ValueError(f"{self.name}: Windows must refuse the call with an error")
         if isinstance(self.instead, Fails) and self.windows == Answer(0, self.instead.error):
             raise ValueError(f"{self.name}: allows nothing")
@@ -392,21 +394,24 @@ ALLOWANCES = (
         source=(
             "docs/VM_SEMANTICS.md A.1 notes: VirtualProtect fails with 487 if any page in the "
             "range is not committed [T]; A.7 3 and 5 [T]; VirtualProtect: all pages must lie "
-            "in one reserved region [D]. Measured by this harness under Wine 8.0, " + _NOT_IN_A8
+            "in one reserved region [D]. A.8: measured under Wine 8.0"
         ),
     ),
 )
 
 
-# The protections the VM machine passes to VirtualProtect that Windows refuses: A.7 12, 19
-# [T], and the modifier combinations Memory Protection Constants forbids [D].
-INVALID_NEW_PROTECTIONS = INVALID_PROTECTIONS | frozenset(
+# The modifier combinations Memory Protection Constants forbids [D] that the VM machine
+# passes to VirtualProtect: GUARD with NOACCESS, NOCACHE with GUARD, NOCACHE with
+# WRITECOMBINE.
+FORBIDDEN_MODIFIER_COMBINATIONS = frozenset(
     {
         PAGE_NOACCESS | PAGE_GUARD,
         PAGE_READWRITE | PAGE_GUARD | PAGE_NOCACHE,
         PAGE_READWRITE | PAGE_NOCACHE | PAGE_WRITECOMBINE,
     }
 )
+# The name a VirtualProtect counterfactual knows for "the new protection is not checked".
+PROTECTION_CHECK = "protection_check"
 ALLOWANCES = (
     *ALLOWANCES,
     Allowance(
@@ -414,7 +419,7 @@ ALLOWANCES = (
         name="VirtualProtect checks the new protection after the pages",
         function="VirtualProtect",
         situations=frozenset({INSIDE_ONE_ALLOCATION}),
-        arguments=(("protect", INVALID_NEW_PROTECTIONS), ("old_out", frozenset({1}))),
+        arguments=(("protect", INVALID_PROTECTIONS), ("old_out", frozenset({1}))),
         windows=Answer(0, ERROR_INVALID_PARAMETER),
         instead=AsWindowsWith("protect", PAGE_NOACCESS),
         windows_does=(
@@ -427,7 +432,65 @@ ALLOWANCES = (
         ),
         source=(
             "docs/VM_SEMANTICS.md A.1 notes: invalid protection -> 87, not committed -> 487 "
-            "[T]; A.7 12 and 19 [T]. Measured by this harness under Wine 8.0, " + _NOT_IN_A8
+            "[T]; A.7 12 and 19 [T]. A.8: measured under Wine 8.0"
+        ),
+    ),
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualProtect takes modifier combinations the documentation forbids",
+        function="VirtualProtect",
+        situations=frozenset({INSIDE_ONE_ALLOCATION}),
+        arguments=(("protect", FORBIDDEN_MODIFIER_COMBINATIONS), ("old_out", frozenset({1}))),
+        windows=Answer(0, ERROR_INVALID_PARAMETER),
+        instead=AsWindowsWith(PROTECTION_CHECK, 0),
+        windows_does=(
+            "VirtualProtect with PAGE_GUARD and PAGE_NOACCESS, PAGE_NOCACHE with PAGE_GUARD, "
+            "or PAGE_NOCACHE with PAGE_WRITECOMBINE fails with 87"
+        ),
+        backend_does=(
+            "carries the call out as Windows does for a valid protection: 487 where pages "
+            "are not committed, else the pages take the protection with the allocation's "
+            "cache attribute in place of the argument's (0x101 stays 0x101, 0x304 becomes "
+            "0x104, 0x604 becomes 0x4) and the old protection is written"
+        ),
+        source=(
+            "docs/VM_SEMANTICS.md A.1 notes: the modifier rules [D Memory Protection "
+            "Constants]; the cache attribute follows the allocation [T]. A.8: measured under "
+            "Wine 8.0 on committed and reserved pages of PAGE_NOACCESS, PAGE_READWRITE and "
+            "PAGE_READWRITE|PAGE_NOCACHE allocations"
+        ),
+    ),
+)
+
+
+# VirtualAlloc2's Call carries whether a LowestStartingAddress was given: the address
+# itself is the machine's, and no row could list it.
+LOWEST_GIVEN = "lowest_given"
+ALLOWANCES = (
+    *ALLOWANCES,
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualAlloc2 ignores LowestStartingAddress",
+        function="VirtualAlloc2",
+        situations=frozenset({NO_ADDRESS}),
+        arguments=((LOWEST_GIVEN, frozenset({1})),),
+        windows=None,
+        instead=AsWindowsWith("lowest", 0),
+        windows_does=(
+            "VirtualAlloc2(NULL, ...) with MEM_ADDRESS_REQUIREMENTS places the reservation at "
+            "or above LowestStartingAddress, and refuses with 87 a LowestStartingAddress that "
+            "is not 64 KiB aligned or lies above HighestEndingAddress"
+        ),
+        backend_does=(
+            "answers as Windows does for LowestStartingAddress NULL: the base may lie below "
+            "it, and an unaligned one or one above HighestEndingAddress is accepted; "
+            "HighestEndingAddress and Alignment are honoured"
+        ),
+        source=(
+            "docs/VM_SEMANTICS.md A.6: the window and its 87s [T] (Wine's "
+            "test_NtAllocateVirtualMemoryEx_address_requirements) [D MEM_ADDRESS_REQUIREMENTS]; "
+            "A.8: Wine 8.0 ignores LowestStartingAddress (measured: 64 KiB asked for in a "
+            "released window at 0x7fffffcb0000 came back at 0x10a0000)"
         ),
     ),
 )

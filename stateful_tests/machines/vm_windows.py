@@ -29,8 +29,10 @@ from arenacheck.backends.wine_allowances import (
     IN_ALLOCATION,
     IN_FREE_MEMORY,
     INSIDE_ONE_ALLOCATION,
+    LOWEST_GIVEN,
     NO_ADDRESS,
     NOT_INSIDE_ONE_ALLOCATION,
+    PROTECTION_CHECK,
     RESERVED_PROTECTIONS_DIFFER,
     SAME_PROTECTION_RUN,
     Allowance,
@@ -70,6 +72,7 @@ from arenacheck.model.win_constants import (
     AT_ROUND_TO_PAGE,
     ERROR_INVALID_ADDRESS,
     ERROR_INVALID_PARAMETER,
+    ERROR_NOT_ENOUGH_MEMORY,
     MEM_COMMIT,
     MEM_DECOMMIT,
     MEM_FREE,
@@ -95,6 +98,7 @@ from arenacheck.model.win_vm import (
     AddressRequirements,
     ExtendedParameter,
     MemoryBasicInformation,
+    ProtectResult,
     WindowsVM,
     WinResult,
 )
@@ -143,11 +147,10 @@ PROTECT_CHOICES = (
 # MEM_ADDRESS_REQUIREMENTS.Alignment without a window: 0 (the granularity: VirtualAlloc's
 # own answer), valid powers of two up to the oxc container's 4 GiB, and refused ones (A.6).
 ALIGNMENTS = (0, 0x10000, 0x40000, 0x200000, 1 << 32, 0x8000, 0x30000)
-# A window over a released range: Lowest at its base (Wine 8.0 places an unaligned Lowest,
-# and a Lowest above Highest, where Windows answers 87 [T]; no row covers that yet, so those
-# are held to the model by test_model_windows only); Highest below the granule-rounded end
-# by 1 (ends on ...FFFF), 0x1001 (a page boundary below) or 2 (no page boundary: 87).
-WINDOW_LOWEST = (0,)
+# A window over a released range: Lowest at its base, one page above it (not 64 KiB
+# aligned: 87) or at the granule-rounded end (above Highest: 87); Highest below that end by
+# 1 (ends on ...FFFF), 0x1001 (a page boundary below) or 2 (no page boundary: 87) (A.6).
+WINDOW_LOWEST = ("base", "base", "base", "unaligned", "above highest")
 WINDOW_HIGHEST = (1, 1, 0x1001, 2)
 WINDOW_ALIGNMENTS = (0, 0x10000, 0x20000, 0x8000)
 # The reservation's size inside the window: all of it, one page, and more than fits (8).
@@ -253,14 +256,22 @@ class WindowsVMMachine(RuleBasedStateMachine):
         label("range reaches another allocation: call skipped")
         return False
 
-    def taken_meanwhile(self, lo: int, hi: int, got: tuple[int, int], want: WinResult) -> bool:
-        """A reservation the model grants but the OS refuses as taken, and that the OS now
-        shows taken: another allocator of the process got there between check and call.
+    def taken_meanwhile(
+        self,
+        lo: int,
+        hi: int,
+        got: tuple[int, int],
+        want: WinResult,
+        refusal: int = ERROR_INVALID_ADDRESS,
+    ) -> bool:
+        """A reservation the model grants but the OS refuses as taken (``refusal``: 487 at an
+        address, 8 for a window), and that the OS now shows taken: another allocator of the
+        process got there between check and call.
 
         The model knows only this machine's allocations, so it cannot predict that; the
         OS's own view, read after the call, is the evidence. The model's grant is undone.
         """
-        if not want.ok or got[0] or got[1] != ERROR_INVALID_ADDRESS:
+        if not want.ok or got[0] or got[1] != refusal:
             return False
         if self.range_is_free_in_os(lo, hi):
             return False
@@ -338,15 +349,20 @@ class WindowsVMMachine(RuleBasedStateMachine):
         return evaluate
 
     def protect_counterfactual(
-        self, addr: int, size: int, protect: int, old_out: bool
+        self, addr: int, size: int, protect: int, old_out: bool, outcomes: list[ProtectResult]
     ) -> Counterfactual:
-        """The model's answer to this VirtualProtect with one argument changed, on a copy."""
+        """The model's answer to this VirtualProtect with one argument changed, on a copy;
+        each evaluation's whole result (the old protection too) is appended to ``outcomes``."""
 
         def evaluate(argument: str, value: int) -> Answer:
-            if argument != "protect":
+            if argument not in ("protect", PROTECTION_CHECK):
                 raise ValueError(f"VirtualProtect has no argument {argument!r} to change")
             scratch = copy.deepcopy(self.model)
-            result = scratch.virtual_protect(addr, size, value, old_out)
+            if argument == "protect":
+                result = scratch.virtual_protect(addr, size, value, old_out)
+            else:
+                result = scratch.virtual_protect(addr, size, protect, old_out, bool(value))
+            outcomes.append(result)
             self.counterfactual_model = scratch
             return Answer(result.value, result.error)
 
@@ -404,10 +420,64 @@ class WindowsVMMachine(RuleBasedStateMachine):
             ("size", size),
             ("alloc_type", kind),
             ("lowest", r.lowest),
+            (LOWEST_GIVEN, int(r.lowest != 0)),
             ("highest", r.highest),
             ("alignment", r.alignment),
         )
         return Call("VirtualAlloc2", self.range_situation(address, size), args)
+
+    def predict_alloc2(
+        self,
+        model: WindowsVM,
+        address: int,
+        size: int,
+        kind: int,
+        r: AddressRequirements,
+        placed: int,
+    ) -> WinResult:
+        """The model's VirtualAlloc2, granting the OS its pick (``placed``, 0: none) where
+        several bases fit; a pick the requirements forbid gets the model's own (A.6)."""
+        params = [ExtendedParameter(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, r)]
+        if placed:
+            try:
+                return model.virtual_alloc2(
+                    address, size, kind, PAGE_READWRITE, params, 1, chosen_base=placed
+                )
+            except ValueError:
+                pass
+        return model.virtual_alloc2(address, size, kind, PAGE_READWRITE, params, 1)
+
+    def alloc2_counterfactual(
+        self,
+        before: WindowsVM,
+        address: int,
+        size: int,
+        kind: int,
+        r: AddressRequirements,
+        placed: int,
+    ) -> Counterfactual:
+        """The model's answer to this VirtualAlloc2 with one requirement changed, on a copy
+        of the model as it was ``before`` the call (the prediction may have reserved)."""
+
+        def evaluate(argument: str, value: int) -> Answer:
+            fields = {"lowest": "lowest", "highest": "highest", "alignment": "alignment"}
+            if argument not in fields:
+                raise ValueError(f"VirtualAlloc2 has no requirement {argument!r} to change")
+            changed = dataclasses.replace(r, **{fields[argument]: value})
+            scratch = copy.deepcopy(before)
+            result = self.predict_alloc2(scratch, address, size, kind, changed, placed)
+            if result.ok and not placed:
+                # The changed window may reach memory the model does not know: the OS's
+                # refusal stands if the OS's own view holds no aligned fit there either.
+                lo, hi = scratch.requirement_window(changed)
+                align = changed.alignment or scratch.granularity
+                if not self.os_has_room(lo, hi, round_up(size, scratch.page), align):
+                    scratch = copy.deepcopy(before)
+                    result = WinResult(0, ERROR_NOT_ENOUGH_MEMORY)
+            self.counterfactual_model = scratch
+            return Answer(result.value, result.error)
+
+        return evaluate
 
     def hand_back(self, base: int) -> None:
         """Release an allocation no bundle tracks, as the model does."""
@@ -441,6 +511,23 @@ class WindowsVMMachine(RuleBasedStateMachine):
                 return False
             addr = int(mbi.BaseAddress or 0) + int(mbi.RegionSize)
         return True
+
+    def os_has_room(self, lo: int, hi: int, size: int, align: int) -> bool:
+        """Whether the OS's view holds ``size`` free bytes on an ``align`` boundary inside
+        ``[lo, hi)``, memory Wine keeps for itself excluded."""
+        addr = lo
+        while addr < hi:
+            ret, _, mbi = self.backend.virtual_query(addr)
+            if ret == 0:
+                return False
+            start = int(mbi.BaseAddress or 0)
+            end = min(start + int(mbi.RegionSize), hi)
+            base = round_up(max(start, lo), align)
+            fits = mbi.State == MEM_FREE and base + size <= end
+            if fits and not self.backend.hidden_mappings(base, base + size):
+                return True
+            addr = start + int(mbi.RegionSize)
+        return False
 
     # ------------------------------------------------------------------ rules
 
@@ -678,20 +765,21 @@ class WindowsVMMachine(RuleBasedStateMachine):
         highest=st.sampled_from(WINDOW_HIGHEST),
         alignment=st.sampled_from(WINDOW_ALIGNMENTS),
         size=st.sampled_from(WINDOW_SIZES),
-        misuse=st.sampled_from((None, None, None, "base", "commit", "base commit")),
+        how=st.sampled_from((None, None, None, "top down", "base", "commit", "base commit")),
     )
     @traced
     def reserve_in_window(
         self,
         region: Region,
-        lowest: int,
+        lowest: str,
         highest: int,
         alignment: int,
         size: str,
-        misuse: str | None,
+        how: str | None,
     ) -> None:
-        """VirtualAlloc2 with a window over a range we released: the model predicts the exact
-        base (the lowest aligned fit), 8 when nothing fits, 87 for bad requirements (A.6)."""
+        """VirtualAlloc2 with a window over a range we released: a base aligned, inside the
+        window and free in the model (exact where one fits), 8 when nothing fits, 87 for bad
+        requirements or a base address (A.6)."""
         if len(self.model.allocations) >= MAX_LIVE:
             return
         lo = region.base
@@ -699,24 +787,26 @@ class WindowsVMMachine(RuleBasedStateMachine):
         if not self.model.is_free(lo, hi) or not self.range_is_available(lo, hi):
             label("released range reused: call skipped")
             return
-        r = AddressRequirements(lo + lowest, hi - highest, alignment)
+        low = {"base": lo, "unaligned": lo + 0x1000, "above highest": hi}[lowest]
+        r = AddressRequirements(low, hi - highest, alignment)
         window = hi - lo
         nbytes = {"window": window, "page": 0x1000, "window + granule": window + 0x10000}[size]
-        address = region.base if misuse in ("base", "base commit") else 0
+        address = region.base if how in ("base", "base commit") else 0
         # MEM_COMMIT alone with NULL reserves and commits (never gigabytes of commit charge);
         # with a base it would commit existing pages, which requirements refuse (87).
-        commit = misuse in ("commit", "base commit") and nbytes <= 0x30000
-        kind = MEM_COMMIT if commit else MEM_RESERVE
-        params = [ExtendedParameter(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, r)]
-        want = self.model.virtual_alloc2(address, nbytes, kind, PAGE_READWRITE, params, 1)
+        commit = how in ("commit", "base commit") and nbytes <= 0x30000
+        kind = MEM_COMMIT if commit else MEM_RESERVE | (MEM_TOP_DOWN if how == "top down" else 0)
         got = self.alloc2(address, nbytes, kind, PAGE_READWRITE, r)
-        if self.taken_meanwhile(lo, hi, got, want):
+        before = copy.deepcopy(self.model)
+        want = self.predict_alloc2(self.model, address, nbytes, kind, r, got[0])
+        if self.taken_meanwhile(lo, hi, got, want, ERROR_NOT_ENOUGH_MEMORY):
             return
         what = (
             f"VirtualAlloc2(+{address and address - region.base:#x}, {nbytes:#x}, {kind:#x}, "
             f"[+{r.lowest - lo:#x}, end-{hi - r.highest:#x}], Alignment {alignment:#x})"
         )
-        self.compare(self.alloc2_call(address, nbytes, kind, r), what, got, want)
+        counterfactual = self.alloc2_counterfactual(before, address, nbytes, kind, r, got[0])
+        self.compare(self.alloc2_call(address, nbytes, kind, r), what, got, want, counterfactual)
         label(f"VirtualAlloc2 window: {'ok' if want.ok else want.error}")
         if got[0]:
             self.hand_back(got[0])
@@ -750,8 +840,13 @@ class WindowsVMMachine(RuleBasedStateMachine):
             self.k32.VirtualProtect, addr, size, protect, ctypes.byref(old) if old_out else None
         )
         what = f"VirtualProtect(+{addr - region.base:#x}, {size:#x}, {protect:#x})"
-        counterfactual = self.protect_counterfactual(addr, size, protect, old_out)
+        outcomes: list[ProtectResult] = []
+        counterfactual = self.protect_counterfactual(addr, size, protect, old_out, outcomes)
+        predicted = self.model
         self.compare(call, what, got, WinResult(want.value, want.error), counterfactual)
+        if self.model is not predicted:
+            # A row's changed call stands for this one: so does its outcome (evaluated last).
+            want = outcomes[-1]
         if want.ok:
             expect(
                 old.value == want.old_protect,
