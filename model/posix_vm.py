@@ -118,12 +118,22 @@ class Vma:
     prot: int
     noreserve: bool
     account: bool = False
-    touched: bool = False
+    # The anon_vma's identity, 0 for none: VMAs with different ones never merge (B.1).
+    anon: int = 0
     flags: int = 0
+
+    @property
+    def touched(self) -> bool:
+        """Whether the VMA has an anon_vma: a page of it was faulted in for writing."""
+        return self.anon != 0
 
     @property
     def writable(self) -> bool:
         return bool(self.prot & PROT_WRITE)
+
+    def anon_compatible(self, other: Vma) -> bool:
+        """anon_vma_compatible: the flags equal but for VM_READ, VM_WRITE and VM_EXEC."""
+        return replace(self, prot=0, anon=0) == replace(other, prot=0, anon=0)
 
     def has(self, code: str) -> bool:
         return bool(self.flags & VF[code])
@@ -171,6 +181,8 @@ class PosixVM:
     vmas: IntervalMap[Vma] = field(default_factory=IntervalMap)
     guards: IntervalMap[bool] = field(default_factory=IntervalMap)
     sticky: set[int] = field(default_factory=set)
+    # The last anon_vma identity handed out (Vma.anon).
+    anon_vmas: int = 0
     # Lazily freed pages (MADV_FREE): each candidate is what the page may read back as.
     either: dict[int, list[bytearray]] = field(default_factory=dict)
     contents: PageContents = field(init=False)
@@ -354,8 +366,6 @@ class PosixVM:
             shown,
             noreserve,
             account=writable and not noreserve and self.flavor.accounts_commit,
-            # Populating writable private memory write-faults it: the VMA gets an anon_vma.
-            touched=bool(populate and writable),
             flags=vm_flags,
         )
         if fixed:
@@ -378,6 +388,9 @@ class PosixVM:
         self.guards.set(base, base + size, None)
         self._share_anon_vma(base, base + size)
         self._zero(base, base + size)
+        if populate and writable:
+            # Populating writable private memory write-faults it: the VMA gets an anon_vma.
+            self._mark_touched(base, base + size)
         return PosixResult(base)
 
     def _map_vm_flags(self, flags: int) -> int:
@@ -455,6 +468,9 @@ class PosixVM:
                 self._modify(seg.start, seg.end, partial(self._reprotect, prot=shown))
             except _SplitRefused:
                 return PosixResult(-1, ENOMEM)
+            if seg.value.has("lo") and shown & PROT_WRITE and not seg.value.writable:
+                # A locked private mapping made writable is populated at once (write faults).
+                self._mark_touched(seg.start, seg.end)
         return PosixResult(0)
 
     def _modify(self, lo: int, hi: int, change: Callable[[Vma], Vma]) -> None:
@@ -465,7 +481,7 @@ class PosixVM:
         """
         for start, end, old in self.kernel_vmas(lo, hi):
             new = change(old)
-            if replace(new, touched=old.touched) == old:
+            if replace(new, anon=old.anon) == old:
                 continue  # newflags == oldflags: no split, no merge
             a, b = max(start, lo), min(end, hi)
             if start < a:
@@ -482,8 +498,9 @@ class PosixVM:
         """Pages that now merge with a touched neighbour share its anon_vma (B.1 merging).
 
         The kernel merges adjacent anonymous VMAs with equal flags when at most one has an
-        anon_vma, and the merged VMA keeps it: the untouched side becomes "touched", which
-        decides whether a later PROT_NONE refunds its charge (B.2).
+        anon_vma, or both the same one, and the merged VMA keeps it: the untouched side
+        takes it, which decides whether a later PROT_NONE refunds its charge (B.2). Two
+        different anon_vmas never merge, and the previous VMA is merged with first.
         """
         changed = True
         while changed:
@@ -492,13 +509,13 @@ class PosixVM:
             for a, b in itertools.pairwise(runs):
                 if a.end != b.start or a.value.touched == b.value.touched:
                     continue
-                if replace(a.value, touched=True) != replace(b.value, touched=True):
+                anon = a.value.anon or b.value.anon
+                if replace(a.value, anon=anon) != replace(b.value, anon=anon):
                     continue
                 untouched = a if not a.value.touched else b
                 whole = self.vmas.run_at(untouched.start)
                 assert whole is not None
-                self.vmas.set(whole.start, whole.end, replace(whole.value, touched=True))
-                lo, hi = min(lo, whole.start), max(hi, whole.end)
+                self.vmas.set(whole.start, whole.end, replace(whole.value, anon=anon))
                 changed = True
                 break
 
@@ -513,9 +530,7 @@ class PosixVM:
             account = True
         elif not prot & PROT_WRITE and not vma.touched:
             account = False
-        # A locked private mapping made writable is populated at once (write faults).
-        touched = vma.touched or bool(vma.has("lo") and prot & PROT_WRITE and not vma.writable)
-        return replace(vma, prot=prot, account=account, touched=touched)
+        return replace(vma, prot=prot, account=account)
 
     # ----------------------------------------------------------------- munmap
 
@@ -655,11 +670,28 @@ class PosixVM:
                 self._mark_touched(a, b)
 
     def _mark_touched(self, lo: int, hi: int) -> None:
+        """anon_vma_prepare for each VMA of ``[lo, hi)`` without one: it reuses the anon_vma
+        of the next, else the previous, adjacent VMA whose flags differ at most in access
+        bits (find_mergeable_anon_vma), else gets a new one."""
         for seg in self.vmas.overlapping(lo, hi):
             whole = self.vmas.run_at(seg.start)
             assert whole is not None
-            if not whole.value.touched:
-                self.vmas.set(whole.start, whole.end, replace(whole.value, touched=True))
+            if whole.value.touched:
+                continue
+            anon = 0
+            for near in (self.vmas.run_at(whole.end), self.vmas.run_at(whole.start - 1)):
+                if (
+                    near is not None
+                    and near.value.touched
+                    and near.value.anon_compatible(whole.value)
+                ):
+                    anon = near.value.anon
+                    break
+            if not anon:
+                self.anon_vmas += 1
+                anon = self.anon_vmas
+            self.vmas.set(whole.start, whole.end, replace(whole.value, anon=anon))
+            self._share_anon_vma(whole.start, whole.end)
 
     # --------------------------------------------------------------- contents
 

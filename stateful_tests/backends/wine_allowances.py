@@ -330,8 +330,12 @@ class AbortingShape:
                 raise ValueError(f"{self.name}: a description or the source is empty")
 
     def covers(self, wine_version: str | None, size: int, alignment: int) -> bool:
+        # The size as reserved: rounded up to pages.
+        reserved = -(-size // PAGE_SIZE) * PAGE_SIZE
         return (
-            wine_version is not None and size >= self.min_size and alignment >= self.min_alignment
+            wine_version is not None
+            and reserved >= self.min_size
+            and alignment >= self.min_alignment
         )
 
 
@@ -340,9 +344,11 @@ ABORTING_SHAPES: tuple[AbortingShape, ...] = (
         measured_on=WINE_MEASURED,
         name="VirtualAlloc2 of a large reservation on a 4 GiB alignment aborts Wine",
         function="VirtualAlloc2",
-        # Measured: 2 GiB on 4 GiB and on 8 GiB abort; 1 GiB and 1.5 GiB on 4 GiB, and
-        # 2 GiB and 3 GiB on 2 GiB, are reserved as on Windows.
-        min_size=1 << 31,
+        # Measured, one throwaway server per shape: on 4 GiB, 0x68400000 to 2 GiB abort,
+        # 0x68000000, 1.5 GiB and 1 GiB are reserved as on Windows; on 8 GiB 0x6a000000
+        # and 2 GiB abort; on 2 GiB, 2 GiB and 3 GiB are reserved. The bound keeps 68 MiB
+        # below the smallest abort, since where Wine's reserved areas lie may shift it.
+        min_size=0x64000000,
         min_alignment=1 << 32,
         windows_does=(
             "VirtualAlloc2(NULL, NULL, size, MEM_RESERVE, PAGE_NOACCESS, {AddressRequirements, "
@@ -357,9 +363,9 @@ ABORTING_SHAPES: tuple[AbortingShape, ...] = (
         source=(
             "docs/VM_SEMANTICS.md A.6: Alignment must be a power of two of at least 64 KiB, "
             "and any such passes validation [T]; the 2 GiB-on-4 GiB reservation [U]; A.8: "
-            "VirtualAlloc2 with a 4 GiB Alignment aborts the Wine process. Measured in "
-            "throwaway server processes under Wine 8.0 (stateful_tests/tests/"
-            "test_wine_kernel32.py probes the boundary)"
+            "VirtualAlloc2 of about 1.6 GiB or more on a 4 GiB Alignment aborts the Wine "
+            "process. Measured in throwaway server processes under Wine 8.0 (stateful_tests/"
+            "tests/test_wine_alloc2_protect.py holds the shapes either side)"
         ),
     ),
 )

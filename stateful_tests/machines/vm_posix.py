@@ -537,6 +537,16 @@ class PosixVMMachine(RuleBasedStateMachine):
 
         for region in self.owned:
             kernel = vma_flags(region.base, region.end)
+            # B.1 merging: the kernel's VMA boundaries inside the region are the model's.
+            inside = range(region.base + 1, region.end)
+            edges = {e for k in kernel for e in (k.start, k.end) if e in inside}
+            vmas = self.model.kernel_vmas(region.base, region.end)
+            want = {e for a, b, _ in vmas for e in (a, b) if e in inside}
+            expect(
+                edges == want,
+                f"{region}: VMAs end at +{sorted(e - region.base for e in edges)}, the "
+                f"model's at +{sorted(e - region.base for e in want)}",
+            )
             for run in self.model.vmas.overlapping(region.base, region.end):
                 for k in kernel:
                     if k.end <= run.start or k.start >= run.end:

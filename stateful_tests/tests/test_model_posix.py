@@ -896,9 +896,9 @@ def test_madvise_guard_pages() -> None:
     assert vm.madvise(BASE, pages(4), MADV_POPULATE_READ) == PosixResult(-1, EFAULT)
     assert vm.madvise(at(1), PAGE, MADV_GUARD_REMOVE) == OK
     assert vm.expected(at(1), PAGE) == zeros(1)
-    with pytest.raises(ValueError):
-        vm.mmap(at(1), PAGE, RW, PRIVATE_ANON | MAP_FIXED, -1, 0)
-        vm.madvise(at(1), PAGE, MADV_GUARD_INSTALL)
+    assert vm.mmap(at(1), PAGE, RW, PRIVATE_ANON | MAP_FIXED, -1, 0) == PosixResult(at(1))
+    assert vm.madvise(at(1), PAGE, MADV_GUARD_INSTALL) == OK
+    with pytest.raises(ValueError, match="guard"):
         vm.write(at(1), b"x")
 
 
@@ -1140,3 +1140,30 @@ def test_map_count_split_rules() -> None:
     assert vm.mmap(at(12), PAGE, PROT_NONE, PRIVATE_ANON | NORESERVE | MAP_FIXED, -1, 0) == (
         MMAP_ENOMEM
     )
+
+
+def test_separately_written_vmas_never_merge() -> None:
+    """B.1 [K is_mergeable_anon_vma, E 6.18.44]: two VMAs written apart have two anon_vmas;
+    made equal again, the middle merges with the previous one only (2 VMAs, not 1)."""
+    vm = PosixVM()
+    mapped(vm, BASE, 3, RW)
+    assert vm.mprotect(at(1), PAGE, PROT_READ) == OK
+    vm.write(BASE, b"a")
+    vm.write(at(2), b"b")
+    assert vm.mprotect(at(1), PAGE, RW) == OK
+    assert [(a - BASE, b - BASE) for a, b, _ in vm.kernel_vmas(BASE, at(3))] == [
+        (0, pages(2)),
+        (pages(2), pages(3)),
+    ]
+
+
+def test_a_vma_written_beside_a_touched_one_reuses_its_anon_vma() -> None:
+    """B.1 [K find_mergeable_anon_vma]: flags that differ only in PROT_EXEC let the second
+    write reuse the first VMA's anon_vma, so the two merge once the protections agree."""
+    vm = PosixVM()
+    mapped(vm, BASE, 2, RW)
+    assert vm.mprotect(at(1), PAGE, RW | PROT_EXEC) == OK
+    vm.write(BASE, b"a")
+    vm.write(at(1), b"b")
+    assert vm.mprotect(at(1), PAGE, RW) == OK
+    assert len(vm.kernel_vmas(BASE, at(2))) == 1
