@@ -457,7 +457,9 @@ class PosixVM:
             if grows == PROT_GROWSUP or not first[0][2].has("gd"):
                 return PosixResult(-1, EINVAL)
             raise NotModelled("mprotect(PROT_GROWSDOWN) of a growsdown mapping")
-        shown = self.shown_prot(prot)
+        # The extra bits (PROT_SEM) are accepted and set no vm_flags bit (calc_vm_prot_bits):
+        # they neither split nor change a VMA.
+        shown = self.shown_prot(prot & (PROT_READ | PROT_WRITE | PROT_EXEC))
         for seg in self.vmas.segments(addr, end):
             if seg.value is None:
                 return PosixResult(-1, ENOMEM)

@@ -1167,3 +1167,12 @@ def test_a_vma_written_beside_a_touched_one_reuses_its_anon_vma() -> None:
     vm.write(at(1), b"b")
     assert vm.mprotect(at(1), PAGE, RW) == OK
     assert len(vm.kernel_vmas(BASE, at(2))) == 1
+
+
+def test_mprotect_with_prot_sem_neither_splits_nor_changes_the_vma() -> None:
+    """B.1 [K calc_vm_prot_bits, E 6.18.44]: PROT_SEM is accepted on x86 and sets no vm_flags
+    bit: mprotect(PROT_READ | PROT_SEM) of one page of a PROT_READ mapping splits nothing."""
+    vm = PosixVM()
+    mapped(vm, BASE, 2, PROT_READ)
+    assert vm.mprotect(BASE, PAGE, PROT_READ | 0x8) == OK
+    assert len(vm.kernel_vmas(BASE, at(2))) == 1
