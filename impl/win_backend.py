@@ -13,11 +13,9 @@ from typing import Any
 from arenacheck.impl.backend import Backend
 from arenacheck.impl.errors import OSCallFailed
 from arenacheck.impl.win_kernel32 import (
-    MEM_ADDRESS_REQUIREMENTS,
-    MEM_EXTENDED_PARAMETER,
-    MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS,
     MEMORY_BASIC_INFORMATION,
     SYSTEM_INFO,
+    AddressRequirementsParameter,
     Kernel32,
     NativeKernel32,
 )
@@ -133,9 +131,7 @@ class WindowsBackend(Backend):
         alloc2 = getattr(self.k32, "VirtualAlloc2", None)
         if alloc2 is None:
             return None
-        requirements = MEM_ADDRESS_REQUIREMENTS(None, None, align)
-        param = MEM_EXTENDED_PARAMETER(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, 0)
-        param.Pointer = ctypes.addressof(requirements)
+        param = AddressRequirementsParameter(alignment=align)
         base, _ = self.call(
             alloc2, None, None, size, MEM_RESERVE, PAGE_NOACCESS, ctypes.byref(param), 1
         )

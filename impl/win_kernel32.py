@@ -10,6 +10,8 @@ import ctypes
 import sys
 from typing import Any, Protocol
 
+from arenacheck.model.win_constants import MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS
+
 DWORD = ctypes.c_uint32
 WORD = ctypes.c_uint16
 BOOL = ctypes.c_int32
@@ -57,7 +59,19 @@ class MEM_EXTENDED_PARAMETER(ctypes.Structure):  # noqa: N801 - the Windows name
     _fields_ = [("Type", ctypes.c_uint64), ("Pointer", ctypes.c_void_p)]
 
 
-MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS = 1
+class AddressRequirementsParameter(MEM_EXTENDED_PARAMETER):
+    """One MemExtendedParameterAddressRequirements parameter (0 in a field: not specified),
+    keeping the MEM_ADDRESS_REQUIREMENTS it points at alive as long as itself."""
+
+    requirements: MEM_ADDRESS_REQUIREMENTS
+
+    def __init__(self, lowest: int = 0, highest: int = 0, alignment: int = 0) -> None:
+        requirements = MEM_ADDRESS_REQUIREMENTS(lowest or None, highest or None, alignment)
+        pointer = ctypes.addressof(requirements)
+        super().__init__(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, pointer)
+        # The pointer alone would let the requirements be freed before the call.
+        self.requirements = requirements
+
 
 assert ctypes.sizeof(MEMORY_BASIC_INFORMATION) == 48
 assert ctypes.sizeof(MEM_ADDRESS_REQUIREMENTS) == 24

@@ -30,6 +30,8 @@ from arenacheck.model.posix_constants import (
     EPERM,
     LINUX,
     LINUX_ADVICE,
+    LINUX_MAP_FLAGS,
+    LINUX_MAP_TYPES,
     MADV_COLD,
     MADV_COLLAPSE,
     MADV_DODUMP,
@@ -57,6 +59,7 @@ from arenacheck.model.posix_constants import (
     MADV_WIPEONFORK,
     MAP_DROPPABLE,
     MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
     MAP_GROWSDOWN,
     MAP_HUGE_SHIFT,
     MAP_HUGETLB,
@@ -78,6 +81,7 @@ from arenacheck.model.posix_constants import (
     VF,
     KernelVersion,
     PosixFlavor,
+    Value,
 )
 from arenacheck.model.spans import OsSpan, SpanState, merge_spans, prot_letters
 
@@ -285,8 +289,12 @@ class PosixVM:
         if not self.linux:
             known = {MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MADV_DONTNEED}
             return advice in known or advice == self.flavor.madv_free
-        for v in LINUX_ADVICE:
-            if v.value == advice and v.since is not None:
+        return self.kernel_knows(LINUX_ADVICE, advice)
+
+    def kernel_knows(self, table: tuple[Value, ...], value: int) -> bool:
+        """Whether this Linux's version and config have ``value`` of ``table`` (B.5)."""
+        for v in table:
+            if v.value == value and v.since is not None:
                 return self.kernel >= v.since and (v.needs is None or v.needs in self.config)
         return False
 
@@ -305,7 +313,7 @@ class PosixVM:
         """An anonymous mapping; ``chosen``: where the OS put a mapping without MAP_FIXED."""
         anon = self.flavor.map_anonymous
         noreplace = self.flavor.map_fixed_noreplace or 0
-        if self.linux and self.kernel < (4, 17, 0):
+        if self.linux and not self.kernel_knows(LINUX_MAP_FLAGS, MAP_FIXED_NOREPLACE):
             noreplace = 0  # older kernels ignore the bit: the address is only a hint
         if not flags & anon or fd != -1:
             raise NotModelled("only anonymous mappings with fd -1 are modelled")
@@ -347,7 +355,7 @@ class PosixVM:
             return self._mmap_hugetlb(size, flags, mtype)
         if mtype == MAP_SHARED:
             raise NotModelled("shared anonymous mappings are not modelled")
-        if self.linux and mtype == MAP_DROPPABLE and self.kernel >= (6, 11, 0):
+        if self.linux and mtype == MAP_DROPPABLE and self.kernel_knows(LINUX_MAP_TYPES, mtype):
             # Locked or stack-like droppable memory makes no sense (do_mmap).
             if flags & (MAP_LOCKED | MAP_GROWSDOWN):
                 return PosixResult(MAP_FAILED, EINVAL)
@@ -402,8 +410,9 @@ class PosixVM:
             out |= VF["gd"]
         if flags & MAP_LOCKED:
             out |= VF["lo"]
-        if flags & MAP_SYNC and self.kernel >= (4, 15, 0):
+        if flags & MAP_SYNC and self.kernel_knows(LINUX_MAP_FLAGS, MAP_SYNC):
             out |= VF["sf"]
+        # Not MAP_STACK's own version (2.6.27): the one that made it mean VM_NOHUGEPAGE.
         if flags & MAP_STACK and self.kernel >= (6, 7, 0):
             out |= VF["nh"]
         return out

@@ -155,6 +155,11 @@ class ExtendedParameter:
     type: int
     requirements: AddressRequirements | None = None
 
+    @classmethod
+    def requiring(cls, r: AddressRequirements) -> list[ExtendedParameter]:
+        """The one-parameter list of a VirtualAlloc2 with address requirements ``r``."""
+        return [cls(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, r)]
+
 
 class Unmodelled(ValueError):
     """A call the model deliberately does not predict (placeholders, NUMA nodes, ...)."""

@@ -223,6 +223,22 @@ _NOT_IN_A8 = (
     "docs/VM_SEMANTICS.md A.8"
 )
 
+# The modifier combinations Memory Protection Constants forbids [D] that the VM machine
+# passes to VirtualProtect: GUARD with NOACCESS, NOCACHE with GUARD, NOCACHE with
+# WRITECOMBINE.
+FORBIDDEN_MODIFIER_COMBINATIONS = frozenset(
+    {
+        PAGE_NOACCESS | PAGE_GUARD,
+        PAGE_READWRITE | PAGE_GUARD | PAGE_NOCACHE,
+        PAGE_READWRITE | PAGE_NOCACHE | PAGE_WRITECOMBINE,
+    }
+)
+# The name a VirtualProtect counterfactual knows for "the new protection is not checked".
+PROTECTION_CHECK = "protection_check"
+# VirtualAlloc2's Call carries whether a LowestStartingAddress was given: the address
+# itself is the machine's, and no row could list it.
+LOWEST_GIVEN = "lowest_given"
+
 ALLOWANCES: tuple[Allowance, ...] = (
     Allowance(
         measured_on=WINE_MEASURED,
@@ -297,6 +313,99 @@ ALLOWANCES: tuple[Allowance, ...] = (
             "docs/VM_SEMANTICS.md A.3: RegionSize is the run of pages sharing State and Protect "
             "[T], Protect is 0 for reserved pages [T]; the coalescing rule: for reserved pages "
             "only State matters [D]. " + _NOT_IN_A8
+        ),
+    ),
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualProtect outside one allocation: 87, not 487",
+        function="VirtualProtect",
+        situations=frozenset({NOT_INSIDE_ONE_ALLOCATION}),
+        arguments=(("old_out", frozenset({1})),),
+        windows=Answer(0, ERROR_INVALID_ADDRESS),
+        instead=Fails(ERROR_INVALID_PARAMETER),
+        windows_does=(
+            "VirtualProtect of a range with a free page, or running past the end of its "
+            "allocation, fails with 487: those pages are not committed pages of one allocation"
+        ),
+        backend_does=(
+            "fails with 87: Wine finds no single view holding the range and answers "
+            "STATUS_INVALID_PARAMETER before it looks at the pages"
+        ),
+        source=(
+            "docs/VM_SEMANTICS.md A.1 notes: VirtualProtect fails with 487 if any page in the "
+            "range is not committed [T]; A.7 3 and 5 [T]; VirtualProtect: all pages must lie "
+            "in one reserved region [D]. A.8: measured under Wine 8.0"
+        ),
+    ),
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualProtect checks the new protection after the pages",
+        function="VirtualProtect",
+        situations=frozenset({INSIDE_ONE_ALLOCATION}),
+        arguments=(("protect", INVALID_PROTECTIONS), ("old_out", frozenset({1}))),
+        windows=Answer(0, ERROR_INVALID_PARAMETER),
+        instead=AsWindowsWith("protect", PAGE_NOACCESS),
+        windows_does=(
+            "VirtualProtect with an invalid new protection fails with 87 before the pages "
+            "are looked at"
+        ),
+        backend_does=(
+            "answers as Windows does for a valid protection where pages of the range are not "
+            "committed (487); on committed pages it fails with 87, as on Windows"
+        ),
+        source=(
+            "docs/VM_SEMANTICS.md A.1 notes: invalid protection -> 87, not committed -> 487 "
+            "[T]; A.7 12 and 19 [T]. A.8: measured under Wine 8.0"
+        ),
+    ),
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualProtect takes modifier combinations the documentation forbids",
+        function="VirtualProtect",
+        situations=frozenset({INSIDE_ONE_ALLOCATION}),
+        arguments=(("protect", FORBIDDEN_MODIFIER_COMBINATIONS), ("old_out", frozenset({1}))),
+        windows=Answer(0, ERROR_INVALID_PARAMETER),
+        instead=AsWindowsWith(PROTECTION_CHECK, 0),
+        windows_does=(
+            "VirtualProtect with PAGE_GUARD and PAGE_NOACCESS, PAGE_NOCACHE with PAGE_GUARD, "
+            "or PAGE_NOCACHE with PAGE_WRITECOMBINE fails with 87"
+        ),
+        backend_does=(
+            "carries the call out as Windows does for a valid protection: 487 where pages "
+            "are not committed, else the pages take the protection with the allocation's "
+            "cache attribute in place of the argument's (0x101 stays 0x101, 0x304 becomes "
+            "0x104, 0x604 becomes 0x4) and the old protection is written"
+        ),
+        source=(
+            "docs/VM_SEMANTICS.md A.1 notes: the modifier rules [D Memory Protection "
+            "Constants]; the cache attribute follows the allocation [T]. A.8: measured under "
+            "Wine 8.0 on committed and reserved pages of PAGE_NOACCESS, PAGE_READWRITE and "
+            "PAGE_READWRITE|PAGE_NOCACHE allocations"
+        ),
+    ),
+    Allowance(
+        measured_on=WINE_MEASURED,
+        name="VirtualAlloc2 ignores LowestStartingAddress",
+        function="VirtualAlloc2",
+        situations=frozenset({NO_ADDRESS}),
+        arguments=((LOWEST_GIVEN, frozenset({1})),),
+        windows=None,
+        instead=AsWindowsWith("lowest", 0),
+        windows_does=(
+            "VirtualAlloc2(NULL, ...) with MEM_ADDRESS_REQUIREMENTS places the reservation at "
+            "or above LowestStartingAddress, and refuses with 87 a LowestStartingAddress that "
+            "is not 64 KiB aligned or lies above HighestEndingAddress"
+        ),
+        backend_does=(
+            "answers as Windows does for LowestStartingAddress NULL: the base may lie below "
+            "it, and an unaligned one or one above HighestEndingAddress is accepted; "
+            "HighestEndingAddress and Alignment are honoured"
+        ),
+        source=(
+            "docs/VM_SEMANTICS.md A.6: the window and its 87s [T] (Wine's "
+            "test_NtAllocateVirtualMemoryEx_address_requirements) [D MEM_ADDRESS_REQUIREMENTS]; "
+            "A.8: Wine 8.0 ignores LowestStartingAddress (measured: 64 KiB asked for in a "
+            "released window at 0x7fffffcb0000 came back at 0x10a0000)"
         ),
     ),
 )
@@ -377,129 +486,6 @@ def aborting_shape(wine_version: str | None, size: int, alignment: int) -> Abort
         if row.covers(wine_version, size, alignment):
             return row
     return None
-
-
-ALLOWANCES = (
-    *ALLOWANCES,
-    Allowance(
-        measured_on=WINE_MEASURED,
-        name="VirtualProtect outside one allocation: 87, not 487",
-        function="VirtualProtect",
-        situations=frozenset({NOT_INSIDE_ONE_ALLOCATION}),
-        arguments=(("old_out", frozenset({1})),),
-        windows=Answer(0, ERROR_INVALID_ADDRESS),
-        instead=Fails(ERROR_INVALID_PARAMETER),
-        windows_does=(
-            "VirtualProtect of a range with a free page, or running past the end of its "
-            "allocation, fails with 487: those pages are not committed pages of one allocation"
-        ),
-        backend_does=(
-            "fails with 87: Wine finds no single view holding the range and answers "
-            "STATUS_INVALID_PARAMETER before it looks at the pages"
-        ),
-        source=(
-            "docs/VM_SEMANTICS.md A.1 notes: VirtualProtect fails with 487 if any page in the "
-            "range is not committed [T]; A.7 3 and 5 [T]; VirtualProtect: all pages must lie "
-            "in one reserved region [D]. A.8: measured under Wine 8.0"
-        ),
-    ),
-)
-
-
-# The modifier combinations Memory Protection Constants forbids [D] that the VM machine
-# passes to VirtualProtect: GUARD with NOACCESS, NOCACHE with GUARD, NOCACHE with
-# WRITECOMBINE.
-FORBIDDEN_MODIFIER_COMBINATIONS = frozenset(
-    {
-        PAGE_NOACCESS | PAGE_GUARD,
-        PAGE_READWRITE | PAGE_GUARD | PAGE_NOCACHE,
-        PAGE_READWRITE | PAGE_NOCACHE | PAGE_WRITECOMBINE,
-    }
-)
-# The name a VirtualProtect counterfactual knows for "the new protection is not checked".
-PROTECTION_CHECK = "protection_check"
-ALLOWANCES = (
-    *ALLOWANCES,
-    Allowance(
-        measured_on=WINE_MEASURED,
-        name="VirtualProtect checks the new protection after the pages",
-        function="VirtualProtect",
-        situations=frozenset({INSIDE_ONE_ALLOCATION}),
-        arguments=(("protect", INVALID_PROTECTIONS), ("old_out", frozenset({1}))),
-        windows=Answer(0, ERROR_INVALID_PARAMETER),
-        instead=AsWindowsWith("protect", PAGE_NOACCESS),
-        windows_does=(
-            "VirtualProtect with an invalid new protection fails with 87 before the pages "
-            "are looked at"
-        ),
-        backend_does=(
-            "answers as Windows does for a valid protection where pages of the range are not "
-            "committed (487); on committed pages it fails with 87, as on Windows"
-        ),
-        source=(
-            "docs/VM_SEMANTICS.md A.1 notes: invalid protection -> 87, not committed -> 487 "
-            "[T]; A.7 12 and 19 [T]. A.8: measured under Wine 8.0"
-        ),
-    ),
-    Allowance(
-        measured_on=WINE_MEASURED,
-        name="VirtualProtect takes modifier combinations the documentation forbids",
-        function="VirtualProtect",
-        situations=frozenset({INSIDE_ONE_ALLOCATION}),
-        arguments=(("protect", FORBIDDEN_MODIFIER_COMBINATIONS), ("old_out", frozenset({1}))),
-        windows=Answer(0, ERROR_INVALID_PARAMETER),
-        instead=AsWindowsWith(PROTECTION_CHECK, 0),
-        windows_does=(
-            "VirtualProtect with PAGE_GUARD and PAGE_NOACCESS, PAGE_NOCACHE with PAGE_GUARD, "
-            "or PAGE_NOCACHE with PAGE_WRITECOMBINE fails with 87"
-        ),
-        backend_does=(
-            "carries the call out as Windows does for a valid protection: 487 where pages "
-            "are not committed, else the pages take the protection with the allocation's "
-            "cache attribute in place of the argument's (0x101 stays 0x101, 0x304 becomes "
-            "0x104, 0x604 becomes 0x4) and the old protection is written"
-        ),
-        source=(
-            "docs/VM_SEMANTICS.md A.1 notes: the modifier rules [D Memory Protection "
-            "Constants]; the cache attribute follows the allocation [T]. A.8: measured under "
-            "Wine 8.0 on committed and reserved pages of PAGE_NOACCESS, PAGE_READWRITE and "
-            "PAGE_READWRITE|PAGE_NOCACHE allocations"
-        ),
-    ),
-)
-
-
-# VirtualAlloc2's Call carries whether a LowestStartingAddress was given: the address
-# itself is the machine's, and no row could list it.
-LOWEST_GIVEN = "lowest_given"
-ALLOWANCES = (
-    *ALLOWANCES,
-    Allowance(
-        measured_on=WINE_MEASURED,
-        name="VirtualAlloc2 ignores LowestStartingAddress",
-        function="VirtualAlloc2",
-        situations=frozenset({NO_ADDRESS}),
-        arguments=((LOWEST_GIVEN, frozenset({1})),),
-        windows=None,
-        instead=AsWindowsWith("lowest", 0),
-        windows_does=(
-            "VirtualAlloc2(NULL, ...) with MEM_ADDRESS_REQUIREMENTS places the reservation at "
-            "or above LowestStartingAddress, and refuses with 87 a LowestStartingAddress that "
-            "is not 64 KiB aligned or lies above HighestEndingAddress"
-        ),
-        backend_does=(
-            "answers as Windows does for LowestStartingAddress NULL: the base may lie below "
-            "it, and an unaligned one or one above HighestEndingAddress is accepted; "
-            "HighestEndingAddress and Alignment are honoured"
-        ),
-        source=(
-            "docs/VM_SEMANTICS.md A.6: the window and its 87s [T] (Wine's "
-            "test_NtAllocateVirtualMemoryEx_address_requirements) [D MEM_ADDRESS_REQUIREMENTS]; "
-            "A.8: Wine 8.0 ignores LowestStartingAddress (measured: 64 KiB asked for in a "
-            "released window at 0x7fffffcb0000 came back at 0x10a0000)"
-        ),
-    ),
-)
 
 
 def rows_for(wine_version: str | None) -> tuple[Allowance, ...]:

@@ -47,11 +47,11 @@ from arenacheck.impl.win_kernel32 import (
     DWORD,
     MEM_ADDRESS_REQUIREMENTS,
     MEM_EXTENDED_PARAMETER,
-    MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS,
     MEMORY_BASIC_INFORMATION,
     SYSTEM_INFO,
 )
 from arenacheck.impl.wine_held import held_mappings
+from arenacheck.model.win_constants import MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS
 
 WINE64 = Path("/usr/lib/wine/wine64")
 WINESERVER64 = Path("/usr/lib/wine/wineserver64")

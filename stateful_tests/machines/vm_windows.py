@@ -47,12 +47,7 @@ from arenacheck.backends.wine_allowances import (
     kernel_name,
 )
 from arenacheck.impl.win_backend import WindowsBackend
-from arenacheck.impl.win_kernel32 import (
-    DWORD,
-    MEM_ADDRESS_REQUIREMENTS,
-    MEM_EXTENDED_PARAMETER,
-    MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS,
-)
+from arenacheck.impl.win_kernel32 import DWORD, AddressRequirementsParameter
 from arenacheck.machines.labels import label
 from arenacheck.machines.oracle import expect, expect_commit_charge, fail, pattern
 from arenacheck.machines.vm_shapes import (
@@ -187,6 +182,45 @@ def judge(
     return allowance
 
 
+def alloc2_call(situation: str, size: int, kind: int, r: AddressRequirements) -> Call:
+    """A VirtualAlloc2 with one MEM_ADDRESS_REQUIREMENTS, in the terms rows match on."""
+    args = (
+        ("size", size),
+        ("alloc_type", kind),
+        ("lowest", r.lowest),
+        (LOWEST_GIVEN, int(r.lowest != 0)),
+        ("highest", r.highest),
+        ("alignment", r.alignment),
+    )
+    return Call("VirtualAlloc2", situation, args)
+
+
+def range_situation(model: WindowsVM, addr: int, size: int) -> str:
+    """Whether the pages of ``[addr, addr + size)`` lie inside one allocation of ``model``."""
+    if addr == 0:
+        return NO_ADDRESS
+    lo, hi = round_down(addr, model.page), round_up(addr + size, model.page)
+    alloc = model.allocation_at(lo)
+    inside = alloc is not None and hi <= alloc.end
+    return INSIDE_ONE_ALLOCATION if inside else NOT_INSIDE_ONE_ALLOCATION
+
+
+def predict_alloc2(
+    model: WindowsVM, address: int, size: int, kind: int, r: AddressRequirements, placed: int
+) -> WinResult:
+    """The model's VirtualAlloc2, granting the OS its pick (``placed``, 0: none) where
+    several bases fit; a pick the requirements forbid gets the model's own (A.6)."""
+    params = ExtendedParameter.requiring(r)
+    if placed:
+        try:
+            return model.virtual_alloc2(
+                address, size, kind, PAGE_READWRITE, params, 1, chosen_base=placed
+            )
+        except ValueError:
+            pass
+    return model.virtual_alloc2(address, size, kind, PAGE_READWRITE, params, 1)
+
+
 def mbi_fields(mbi: object) -> MemoryBasicInformation:
     return MemoryBasicInformation(
         int(getattr(mbi, "BaseAddress", 0) or 0),
@@ -298,13 +332,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         return IN_FREE_MEMORY if self.model.allocation_at(page) is None else IN_ALLOCATION
 
     def range_situation(self, addr: int, size: int) -> str:
-        """Whether the pages of ``[addr, addr + size)`` lie inside one allocation of the model."""
-        if addr == 0:
-            return NO_ADDRESS
-        lo, hi = round_down(addr, self.model.page), round_up(addr + size, self.model.page)
-        alloc = self.model.allocation_at(lo)
-        inside = alloc is not None and hi <= alloc.end
-        return INSIDE_ONE_ALLOCATION if inside else NOT_INSIDE_ONE_ALLOCATION
+        return range_situation(self.model, addr, size)
 
     def alloc_call(self, addr: int, size: int, kind: int, protect: int) -> Call:
         args = (("size", size), ("alloc_type", kind), ("protect", protect))
@@ -408,44 +436,13 @@ class WindowsVMMachine(RuleBasedStateMachine):
         # VirtualAlloc2 is no member of the Kernel32 protocol: not every kernel32 has it.
         k32: Any = self.k32
         alloc2: Any = k32.VirtualAlloc2
-        requirements = MEM_ADDRESS_REQUIREMENTS(r.lowest or None, r.highest or None, r.alignment)
-        param = MEM_EXTENDED_PARAMETER(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, 0)
-        param.Pointer = ctypes.addressof(requirements)
+        param = AddressRequirementsParameter(r.lowest, r.highest, r.alignment)
         return self.backend.call(
             alloc2, None, address or None, size, kind, protect, ctypes.byref(param), 1
         )
 
     def alloc2_call(self, address: int, size: int, kind: int, r: AddressRequirements) -> Call:
-        args = (
-            ("size", size),
-            ("alloc_type", kind),
-            ("lowest", r.lowest),
-            (LOWEST_GIVEN, int(r.lowest != 0)),
-            ("highest", r.highest),
-            ("alignment", r.alignment),
-        )
-        return Call("VirtualAlloc2", self.range_situation(address, size), args)
-
-    def predict_alloc2(
-        self,
-        model: WindowsVM,
-        address: int,
-        size: int,
-        kind: int,
-        r: AddressRequirements,
-        placed: int,
-    ) -> WinResult:
-        """The model's VirtualAlloc2, granting the OS its pick (``placed``, 0: none) where
-        several bases fit; a pick the requirements forbid gets the model's own (A.6)."""
-        params = [ExtendedParameter(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, r)]
-        if placed:
-            try:
-                return model.virtual_alloc2(
-                    address, size, kind, PAGE_READWRITE, params, 1, chosen_base=placed
-                )
-            except ValueError:
-                pass
-        return model.virtual_alloc2(address, size, kind, PAGE_READWRITE, params, 1)
+        return alloc2_call(self.range_situation(address, size), size, kind, r)
 
     def alloc2_counterfactual(
         self,
@@ -460,12 +457,11 @@ class WindowsVMMachine(RuleBasedStateMachine):
         of the model as it was ``before`` the call (the prediction may have reserved)."""
 
         def evaluate(argument: str, value: int) -> Answer:
-            fields = {"lowest": "lowest", "highest": "highest", "alignment": "alignment"}
-            if argument not in fields:
+            if argument not in ("lowest", "highest", "alignment"):
                 raise ValueError(f"VirtualAlloc2 has no requirement {argument!r} to change")
-            changed = dataclasses.replace(r, **{fields[argument]: value})
+            changed = dataclasses.replace(r, **{argument: value})
             scratch = copy.deepcopy(before)
-            result = self.predict_alloc2(scratch, address, size, kind, changed, placed)
+            result = predict_alloc2(scratch, address, size, kind, changed, placed)
             if result.ok and not placed:
                 # The changed window may reach memory the model does not know: the OS's
                 # refusal stands if the OS's own view holds no aligned fit there either.
@@ -743,7 +739,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
             label(aborting_label(self.backend.wine_version, row))
             return multiple()
         got = self.alloc2(0, nbytes, kind, PAGE_NOACCESS, r)
-        params = [ExtendedParameter(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, r)]
+        params = ExtendedParameter.requiring(r)
         what = f"VirtualAlloc2(NULL, {nbytes:#x}, {kind:#x}, Alignment {alignment:#x})"
         try:
             want = self.model.virtual_alloc2(
@@ -798,7 +794,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
         kind = MEM_COMMIT if commit else MEM_RESERVE | (MEM_TOP_DOWN if how == "top down" else 0)
         got = self.alloc2(address, nbytes, kind, PAGE_READWRITE, r)
         before = copy.deepcopy(self.model)
-        want = self.predict_alloc2(self.model, address, nbytes, kind, r, got[0])
+        want = predict_alloc2(self.model, address, nbytes, kind, r, got[0])
         if self.taken_meanwhile(lo, hi, got, want, ERROR_NOT_ENOUGH_MEMORY):
             return
         what = (

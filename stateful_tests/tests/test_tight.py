@@ -10,14 +10,12 @@ from arenacheck.backends.registry import open_backend
 from arenacheck.backends.standin import EmulatedKernel32
 from arenacheck.impl.arena import TIGHT, Arena
 from arenacheck.impl.win_backend import WindowsBackend
-from arenacheck.impl.win_kernel32 import (
-    MEM_ADDRESS_REQUIREMENTS,
-    MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS,
-)
+from arenacheck.impl.win_kernel32 import MEM_ADDRESS_REQUIREMENTS
 from arenacheck.model.arena import TIGHT as MODEL_TIGHT
 from arenacheck.model.arena import ArenaModel
 from arenacheck.model.geometry import Geometry
 from arenacheck.model.spans import OsSpan, SpanState
+from arenacheck.model.win_constants import MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS
 from pytest_mock import MockerFixture
 
 

@@ -49,16 +49,21 @@ from arenacheck.backends.wine_kernel32 import (
 )
 from arenacheck.impl.win_kernel32 import (
     DWORD,
-    MEM_ADDRESS_REQUIREMENTS,
-    MEM_EXTENDED_PARAMETER,
-    MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS,
     SYSTEM_INFO,
+    AddressRequirementsParameter,
 )
 from arenacheck.machines import labels
 from arenacheck.machines.oracle import Divergence
 from arenacheck.machines.registry import vm_machine_for
 from arenacheck.machines.vm_shapes import Length, Offset, Region
-from arenacheck.machines.vm_windows import PROTECT_CHOICES, WindowsVMMachine, judge
+from arenacheck.machines.vm_windows import (
+    PROTECT_CHOICES,
+    WindowsVMMachine,
+    alloc2_call,
+    judge,
+    range_situation,
+)
+from arenacheck.machines.vm_windows import predict_alloc2 as machine_prediction
 from arenacheck.model.win_constants import (
     ERROR_INVALID_ADDRESS,
     ERROR_INVALID_PARAMETER,
@@ -125,21 +130,13 @@ def shape_named(name: str) -> AbortingShape:
 # ------------------------------------------------------------- the model, as the machine
 
 
-def alloc2_call(size: int, kind: int, r: AddressRequirements) -> Call:
-    """VirtualAlloc2(NULL, ...) as the machine describes it (``alloc2_call``)."""
-    args = (
-        ("size", size),
-        ("alloc_type", kind),
-        ("lowest", r.lowest),
-        (LOWEST_GIVEN, int(r.lowest != 0)),
-        ("highest", r.highest),
-        ("alignment", r.alignment),
-    )
-    return Call("VirtualAlloc2", NO_ADDRESS, args)
+def null_alloc2_call(size: int, kind: int, r: AddressRequirements) -> Call:
+    """VirtualAlloc2(NULL, ...) as the machine describes it."""
+    return alloc2_call(NO_ADDRESS, size, kind, r)
 
 
 def predict_alloc2(model: WindowsVM, size: int, kind: int, r: AddressRequirements) -> Answer:
-    params = [ExtendedParameter(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, r)]
+    params = ExtendedParameter.requiring(r)
     result = model.virtual_alloc2(0, size, kind, PAGE_READWRITE, params, 1)
     return Answer(result.value, result.error)
 
@@ -152,26 +149,16 @@ def alloc2_counterfactual(
 
     def evaluate(argument: str, value: int) -> Answer:
         changed = dataclasses.replace(r, **{argument: value})
-        params = [ExtendedParameter(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, changed)]
-        scratch = copy.deepcopy(model)
-        try:
-            result = scratch.virtual_alloc2(
-                0, size, kind, PAGE_READWRITE, params, 1, chosen_base=placed or None
-            )
-        except ValueError:
-            result = copy.deepcopy(model).virtual_alloc2(0, size, kind, PAGE_READWRITE, params, 1)
+        result = machine_prediction(copy.deepcopy(model), 0, size, kind, changed, placed)
         return Answer(result.value, result.error)
 
     return evaluate
 
 
 def protect_call(model: WindowsVM, addr: int, size: int, protect: int, old_out: bool) -> Call:
-    """VirtualProtect as the machine describes it (``range_situation``)."""
-    alloc = model.allocation_at(addr & ~0xFFF)
-    inside = alloc is not None and addr + size <= alloc.end
-    situation = INSIDE_ONE_ALLOCATION if inside else NOT_INSIDE_ONE_ALLOCATION
+    """VirtualProtect as the machine describes it."""
     args = (("size", size), ("protect", protect), ("old_out", int(old_out)))
-    return Call("VirtualProtect", situation, args)
+    return Call("VirtualProtect", range_situation(model, addr, size), args)
 
 
 def protect_counterfactual(
@@ -280,7 +267,7 @@ def test_a_base_below_lowest_is_excused_as_the_call_without_lowest() -> None:
     assert predicted == Answer(WINDOW, None), "Windows: the window's lowest fit"
     counterfactual = alloc2_counterfactual(model, GRANULE, MEM_RESERVE, r, BELOW)
     answered = Answer(BELOW, SENTINEL)
-    call = alloc2_call(GRANULE, MEM_RESERVE, r)
+    call = null_alloc2_call(GRANULE, MEM_RESERVE, r)
     row = judge(WIN32_EMULATED, WINE, call, "window", answered, predicted, counterfactual)
     assert row is row_named(IGNORED_LOWEST)
     with pytest.raises(Divergence, match="kernel32 of Windows"):
@@ -307,7 +294,7 @@ def test_a_base_the_call_without_lowest_could_not_give_is_no_allowance(
         model.virtual_alloc(0, GRANULE, MEM_RESERVE, PAGE_NOACCESS, chosen_base=held)
     predicted = predict_alloc2(model, GRANULE, MEM_RESERVE, r)
     counterfactual = alloc2_counterfactual(model, GRANULE, MEM_RESERVE, r, placed)
-    call = alloc2_call(GRANULE, MEM_RESERVE, r)
+    call = null_alloc2_call(GRANULE, MEM_RESERVE, r)
     with pytest.raises(Divergence, match="no allowance"):
         judge(WIN32_EMULATED, WINE, call, "window", Answer(placed, 0), predicted, counterfactual)
 
@@ -319,7 +306,7 @@ def test_without_a_lowest_the_row_does_not_apply() -> None:
     predicted = Answer(WINDOW, None)
     counterfactual = alloc2_counterfactual(model, GRANULE, MEM_RESERVE, r, BELOW)
     assert counterfactual("lowest", 0) == Answer(BELOW, None)
-    call = alloc2_call(GRANULE, MEM_RESERVE, r)
+    call = null_alloc2_call(GRANULE, MEM_RESERVE, r)
     assert call.argument(LOWEST_GIVEN) == 0
     with pytest.raises(Divergence, match="no allowance"):
         judge(WIN32_EMULATED, WINE, call, "window", Answer(BELOW, 0), predicted, counterfactual)
@@ -330,7 +317,7 @@ def test_with_a_base_address_the_row_does_not_apply() -> None:
     same placement is no allowance."""
     model, r = WindowsVM(), a_window()
     call = dataclasses.replace(
-        alloc2_call(GRANULE, MEM_RESERVE, r), situation=NOT_INSIDE_ONE_ALLOCATION
+        null_alloc2_call(GRANULE, MEM_RESERVE, r), situation=NOT_INSIDE_ONE_ALLOCATION
     )
     counterfactual = alloc2_counterfactual(model, GRANULE, MEM_RESERVE, r, BELOW)
     assert counterfactual("lowest", 0) == Answer(BELOW, None)
@@ -350,7 +337,7 @@ def test_a_lowest_windows_refuses_is_excused_only_as_the_call_without_it(lowest:
     predicted = predict_alloc2(model, GRANULE, MEM_RESERVE, r)
     assert predicted == Answer(0, ERROR_INVALID_PARAMETER)
     counterfactual = alloc2_counterfactual(model, GRANULE, MEM_RESERVE, r, BELOW)
-    call = alloc2_call(GRANULE, MEM_RESERVE, r)
+    call = null_alloc2_call(GRANULE, MEM_RESERVE, r)
     row = judge(WIN32_EMULATED, WINE, call, "w", Answer(BELOW, 0), predicted, counterfactual)
     assert row is row_named(IGNORED_LOWEST)
     with pytest.raises(Divergence, match="no allowance"):
@@ -529,9 +516,7 @@ class RecordingServer(WineServer):
 
 
 def call_alloc2(k32: WineKernel32, size: int, alignment: int) -> int | None:
-    requirements = MEM_ADDRESS_REQUIREMENTS(None, None, alignment)
-    param = MEM_EXTENDED_PARAMETER(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, 0)
-    param.Pointer = ctypes.addressof(requirements)
+    param = AddressRequirementsParameter(alignment=alignment)
     return k32.VirtualAlloc2(None, None, size, MEM_RESERVE, PAGE_NOACCESS, ctypes.byref(param), 1)
 
 
@@ -766,9 +751,7 @@ def released_high_window(backend: WineBackend) -> int:
 
 def wine_alloc2(backend: WineBackend, size: int, kind: int, r: AddressRequirements) -> Answer:
     """VirtualAlloc2(NULL, NULL, size, kind, PAGE_READWRITE, {r}) in Wine; released again."""
-    requirements = MEM_ADDRESS_REQUIREMENTS(r.lowest or None, r.highest or None, r.alignment)
-    param = MEM_EXTENDED_PARAMETER(MEM_EXTENDED_PARAMETER_ADDRESS_REQUIREMENTS, 0)
-    param.Pointer = ctypes.addressof(requirements)
+    param = AddressRequirementsParameter(r.lowest, r.highest, r.alignment)
     k32 = backend.wine
     value, error = backend.call(
         k32.VirtualAlloc2, None, None, size, kind, PAGE_READWRITE, ctypes.byref(param), 1
@@ -792,7 +775,7 @@ def test_wine_places_a_window_reservation_below_lowest(wine_backend: WineBackend
     predicted = predict_alloc2(model, GRANULE, MEM_RESERVE, r)
     assert predicted == Answer(base, None)
     counterfactual = alloc2_counterfactual(model, GRANULE, MEM_RESERVE, r, got.value)
-    call = alloc2_call(GRANULE, MEM_RESERVE, r)
+    call = null_alloc2_call(GRANULE, MEM_RESERVE, r)
     version = wine_backend.wine_version
     row = judge(wine_backend.name, version, call, "window", got, predicted, counterfactual)
     assert row is row_named(IGNORED_LOWEST)
@@ -807,7 +790,7 @@ def test_wine_honours_highest_top_down(wine_backend: WineBackend) -> None:
     got = wine_alloc2(wine_backend, GRANULE, kind, r)
     assert got.value == base + 0xF0000, got
     predicted = predict_alloc2(model_of(wine_backend), GRANULE, kind, r)
-    call = alloc2_call(GRANULE, kind, r)
+    call = null_alloc2_call(GRANULE, kind, r)
     assert judge(wine_backend.name, wine_backend.wine_version, call, "w", got, predicted) is None
 
 
@@ -823,7 +806,7 @@ def test_wine_accepts_a_lowest_windows_refuses(wine_backend: WineBackend, above:
     predicted = predict_alloc2(model, GRANULE, MEM_RESERVE, r)
     assert predicted == Answer(0, ERROR_INVALID_PARAMETER)
     counterfactual = alloc2_counterfactual(model, GRANULE, MEM_RESERVE, r, got.value)
-    call = alloc2_call(GRANULE, MEM_RESERVE, r)
+    call = null_alloc2_call(GRANULE, MEM_RESERVE, r)
     version = wine_backend.wine_version
     row = judge(wine_backend.name, version, call, "window", got, predicted, counterfactual)
     assert row is row_named(IGNORED_LOWEST)
