@@ -53,6 +53,8 @@ IN_FREE_MEMORY = "the page at the address is in no allocation"
 IN_ALLOCATION = "the page at the address is in an allocation"
 INSIDE_ONE_ALLOCATION = "the range lies inside one allocation"
 NOT_INSIDE_ONE_ALLOCATION = "the range does not lie inside one allocation"
+# VirtualProtect's calls tell this part of "inside one allocation" apart.
+NOT_ALL_COMMITTED = "the range lies inside one allocation, not all of it committed"
 NO_ADDRESS = "NULL address"
 RESERVED_PROTECTIONS_DIFFER = (
     "reserved pages from the address on were last given different protections"
@@ -62,6 +64,7 @@ SITUATIONS = (
     IN_ALLOCATION,
     INSIDE_ONE_ALLOCATION,
     NOT_INSIDE_ONE_ALLOCATION,
+    NOT_ALL_COMMITTED,
     NO_ADDRESS,
     RESERVED_PROTECTIONS_DIFFER,
 )
@@ -341,7 +344,7 @@ ALLOWANCES: tuple[Allowance, ...] = (
         measured_on=WINE_MEASURED,
         name="VirtualProtect checks the new protection after the pages",
         function="VirtualProtect",
-        situations=frozenset({INSIDE_ONE_ALLOCATION}),
+        situations=frozenset({NOT_ALL_COMMITTED}),
         arguments=(("protect", INVALID_PROTECTIONS), ("old_out", frozenset({1}))),
         windows=Answer(0, ERROR_INVALID_PARAMETER),
         instead=AsWindowsWith("protect", PAGE_NOACCESS),
@@ -362,7 +365,7 @@ ALLOWANCES: tuple[Allowance, ...] = (
         measured_on=WINE_MEASURED,
         name="VirtualProtect takes modifier combinations the documentation forbids",
         function="VirtualProtect",
-        situations=frozenset({INSIDE_ONE_ALLOCATION}),
+        situations=frozenset({INSIDE_ONE_ALLOCATION, NOT_ALL_COMMITTED}),
         arguments=(("protect", FORBIDDEN_MODIFIER_COMBINATIONS), ("old_out", frozenset({1}))),
         windows=Answer(0, ERROR_INVALID_PARAMETER),
         instead=AsWindowsWith(PROTECTION_CHECK, 0),

@@ -31,6 +31,7 @@ from arenacheck.backends.wine_allowances import (
     INSIDE_ONE_ALLOCATION,
     LOWEST_GIVEN,
     NO_ADDRESS,
+    NOT_ALL_COMMITTED,
     NOT_INSIDE_ONE_ALLOCATION,
     PROTECTION_CHECK,
     RESERVED_PROTECTIONS_DIFFER,
@@ -203,6 +204,16 @@ def range_situation(model: WindowsVM, addr: int, size: int) -> str:
     alloc = model.allocation_at(lo)
     inside = alloc is not None and hi <= alloc.end
     return INSIDE_ONE_ALLOCATION if inside else NOT_INSIDE_ONE_ALLOCATION
+
+
+def protect_situation(model: WindowsVM, addr: int, size: int) -> str:
+    """range_situation, with the ranges inside one allocation that are not all committed
+    told apart: VirtualProtect's answer there is 487 (A.1 notes)."""
+    situation = range_situation(model, addr, size)
+    lo, hi = round_down(addr, model.page), round_up(addr + size, model.page)
+    if situation == INSIDE_ONE_ALLOCATION and not model.is_committed(lo, hi):
+        return NOT_ALL_COMMITTED
+    return situation
 
 
 def predict_alloc2(
@@ -830,7 +841,7 @@ class WindowsVMMachine(RuleBasedStateMachine):
             return
         old = DWORD(0xA5A5A5A5)
         args = (("size", size), ("protect", protect), ("old_out", int(old_out)))
-        call = Call("VirtualProtect", self.range_situation(addr, size), args)
+        call = Call("VirtualProtect", protect_situation(self.model, addr, size), args)
         want = self.model.virtual_protect(addr, size, protect, old_out)
         got = self.backend.call(
             self.k32.VirtualProtect, addr, size, protect, ctypes.byref(old) if old_out else None

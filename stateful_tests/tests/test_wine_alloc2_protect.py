@@ -24,6 +24,7 @@ from arenacheck.backends.wine_allowances import (
     INVALID_PROTECTIONS,
     LOWEST_GIVEN,
     NO_ADDRESS,
+    NOT_ALL_COMMITTED,
     NOT_INSIDE_ONE_ALLOCATION,
     PROTECTION_CHECK,
     AbortingShape,
@@ -61,7 +62,7 @@ from arenacheck.machines.vm_windows import (
     WindowsVMMachine,
     alloc2_call,
     judge,
-    range_situation,
+    protect_situation,
 )
 from arenacheck.machines.vm_windows import predict_alloc2 as machine_prediction
 from arenacheck.model.win_constants import (
@@ -158,7 +159,7 @@ def alloc2_counterfactual(
 def protect_call(model: WindowsVM, addr: int, size: int, protect: int, old_out: bool) -> Call:
     """VirtualProtect as the machine describes it."""
     args = (("size", size), ("protect", protect), ("old_out", int(old_out)))
-    return Call("VirtualProtect", range_situation(model, addr, size), args)
+    return Call("VirtualProtect", protect_situation(model, addr, size), args)
 
 
 def protect_counterfactual(
@@ -212,7 +213,8 @@ def test_the_new_rows_say_what_they_excuse() -> None:
     assert taken.instead == AsWindowsWith(PROTECTION_CHECK, 0)
     for row in (outside, after, taken):
         assert row.function == "VirtualProtect" and dict(row.arguments)["old_out"] == {1}
-    assert {after.situations, taken.situations} == {frozenset({INSIDE_ONE_ALLOCATION})}
+    assert after.situations == {NOT_ALL_COMMITTED}
+    assert taken.situations == {INSIDE_ONE_ALLOCATION, NOT_ALL_COMMITTED}
 
 
 def test_the_forbidden_combinations_are_ones_the_machine_draws_and_windows_refuses() -> None:
@@ -388,6 +390,11 @@ def test_an_invalid_protection_on_reserved_pages_is_excused_as_487_only(protect:
     counterfactual = protect_counterfactual(committed, WINDOW, 0x1000, protect, adopted)
     with pytest.raises(Divergence, match="no allowance"):
         judge(WIN32_EMULATED, WINE, call, "vp", got, predicted, counterfactual)
+    # Nor is a success on committed pages, which the changed call would give there.
+    on_committed = protect_call(committed, WINDOW, 0x1000, protect, True)
+    assert on_committed.situation == INSIDE_ONE_ALLOCATION
+    with pytest.raises(Divergence, match="no allowance"):
+        judge(WIN32_EMULATED, WINE, on_committed, "vp", Answer(1, None), predicted, counterfactual)
 
 
 @pytest.mark.parametrize("alloc_protect, protect, applied", WINE_APPLIES)
