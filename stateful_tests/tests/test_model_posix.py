@@ -1032,6 +1032,14 @@ def test_mmap_fixed_at_end_of_address_space() -> None:
         assert vm.mmap(addr, n, PROT_NONE, flags, -1, 0) == MMAP_ENOMEM
         got = lib.mmap(addr, n, PROT_NONE, flags, -1, 0)
         assert (got.value, got.errno) == (MAP_FAILED, ENOMEM)
+    # Plain MAP_FIXED too: beyond TASK_SIZE the kernel refuses before it unmaps anything;
+    # straddling it is held by the model alone, since a real call could replace the last page.
+    for addr, n in ((TASK_SIZE, PAGE), (1 << 47, PAGE), ((1 << 64) - PAGE, PAGE), (last, 2 * PAGE)):
+        flags = PRIVATE_ANON | NORESERVE | MAP_FIXED
+        assert vm.mmap(addr, n, PROT_NONE, flags, -1, 0) == MMAP_ENOMEM
+        if addr >= TASK_SIZE:
+            got = lib.mmap(addr, n, PROT_NONE, flags, -1, 0)
+            assert (got.value, got.errno) == (MAP_FAILED, ENOMEM)
     # NOREPLACE, not FIXED: whatever might live in the last page is never replaced.
     got = lib.mmap(last, PAGE, PROT_NONE, PRIVATE_ANON | NORESERVE | NOREPLACE, -1, 0)
     try:
